@@ -1,0 +1,171 @@
+// The Sqish function and its derivatives: the one place for the math, shared by
+// the CPU kernels (scalar and at::vec::Vectorized types) and the CUDA kernels.
+//
+//   f(x) = αx + (1−α)·x·s,   s = σ(w),   w = k·x + c,   k = 2γ(1−α),   c = −ln β
+//
+// Every formula is a template over T, which is float or double (host or device)
+// or, in the CPU kernel translation units, an at::vec::Vectorized of them.
+// See docs/math.md for the derivation.
+#pragma once
+
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define SQISH_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define SQISH_HOST_DEVICE inline
+#endif
+
+#if defined(CPU_CAPABILITY)
+#include <ATen/cpu/vec/vec.h>
+#endif
+
+namespace sqish {
+
+// Per-parameter constants, computed once per parameter value (never per element).
+template <typename T>
+struct Coeffs {
+  T alpha;
+  T one_minus_alpha;
+  T k;  // 2γ(1−α): slope of the gate's argument
+  T c;  // −ln β:   offset of the gate's argument
+};
+
+template <typename T>
+SQISH_HOST_DEVICE Coeffs<T> make_coeffs(T alpha, T beta, T gamma) {
+  const T one_minus_alpha = T(1) - alpha;
+  return {alpha, one_minus_alpha, T(2) * gamma * one_minus_alpha, -std::log(beta)};
+}
+
+// Parameter gradients are reduced as three sums over elements (see backward_terms);
+// these turn the sums into ∂L/∂α, ∂L/∂β, ∂L/∂γ for one parameter value.
+template <typename T>
+struct ParamGrads {
+  T alpha, beta, gamma;
+};
+
+template <typename T>
+SQISH_HOST_DEVICE ParamGrads<T> param_grads_from_sums(
+    T beta, const Coeffs<T>& p, T sum_x_sc, T sum_x_q, T sum_x2_q) {
+  return {sum_x_sc - p.k * sum_x2_q,
+          -p.one_minus_alpha * sum_x_q / beta,
+          T(2) * p.one_minus_alpha * p.one_minus_alpha * sum_x2_q};
+}
+
+// ---- Primitives: the scalar forms here, the vector forms below ---------------
+
+template <typename T>
+SQISH_HOST_DEVICE T select(bool mask, T if_true, T if_false) {
+  return mask ? if_true : if_false;
+}
+
+template <typename T>
+SQISH_HOST_DEVICE bool is_nonnegative(T v) {
+  return v >= T(0);
+}
+
+template <typename T>
+SQISH_HOST_DEVICE bool is_zero(T v) {
+  return v == T(0);
+}
+
+SQISH_HOST_DEVICE float exp_of(float v) {
+#if defined(__CUDA_ARCH__)
+  return ::expf(v);
+#else
+  return std::exp(v);
+#endif
+}
+SQISH_HOST_DEVICE double exp_of(double v) { return ::exp(v); }
+
+template <typename T>
+SQISH_HOST_DEVICE T abs_of(T v) {
+  return std::fabs(v);
+}
+
+#if defined(CPU_CAPABILITY)
+using at::vec::Vectorized;
+
+template <typename T>
+inline Vectorized<T> select(const Vectorized<T>& mask, const Vectorized<T>& if_true,
+                            const Vectorized<T>& if_false) {
+  return Vectorized<T>::blendv(if_false, if_true, mask);
+}
+template <typename T>
+inline Vectorized<T> is_nonnegative(const Vectorized<T>& v) {
+  return v >= Vectorized<T>(T(0));
+}
+template <typename T>
+inline Vectorized<T> is_zero(const Vectorized<T>& v) {
+  return v == Vectorized<T>(T(0));
+}
+template <typename T>
+inline Vectorized<T> exp_of(const Vectorized<T>& v) {
+  return v.exp();
+}
+template <typename T>
+inline Vectorized<T> abs_of(const Vectorized<T>& v) {
+  return v.abs();
+}
+#endif
+
+// ---- The function ------------------------------------------------------------
+
+// a·b, except that it is 0 wherever the gate factor b is exactly 0. At x = ±∞ a
+// gate factor (s or 1 − s) underflows to 0 and a·b would be ∞·0 = NaN; the true
+// limit of each such product is 0. A NaN input makes b NaN, so NaN still propagates.
+template <typename T>
+SQISH_HOST_DEVICE T times_gate(T a, T b) {
+  return select(is_zero(b), T(0), a * b);
+}
+
+// s = σ(w) and sc = 1 − s = σ(−w), from one exp that never overflows.
+template <typename T>
+struct Gate {
+  T s;
+  T sc;
+};
+
+template <typename T>
+SQISH_HOST_DEVICE Gate<T> gate(T x, const Coeffs<T>& p) {
+  const T w = p.k * x + p.c;
+  const T e = exp_of(T(0) - abs_of(w));  // e^(−|w|) ∈ (0, 1]
+  const T r = T(1) / (T(1) + e);
+  const T er = e * r;
+  const auto w_nonnegative = is_nonnegative(w);
+  return {select(w_nonnegative, r, er), select(w_nonnegative, er, r)};
+}
+
+template <typename T>
+SQISH_HOST_DEVICE T forward(T x, const Coeffs<T>& p) {
+  const Gate<T> g = gate(x, p);
+  // f = x·(α + (1−α)·s); the factor is 0 only when α = 0 and s underflowed.
+  return times_gate(x, p.alpha + p.one_minus_alpha * g.s);
+}
+
+// Per element: grad_input and the three terms whose sums give the parameter
+// gradients (param_grads_from_sums), with q = s·(1 − s):
+//   ∂f/∂x = α + (1−α)·(s + k·x·q)
+//   ∂f/∂α = x·(1−s) − k·x²·q
+//   ∂f/∂β = −(1−α)·x·q / β
+//   ∂f/∂γ = 2(1−α)²·x²·q
+template <typename T>
+struct BackwardTerms {
+  T grad_input;
+  T x_sc;   // g·x·(1−s)
+  T x_q;    // g·x·q
+  T x2_q;   // g·x²·q
+};
+
+template <typename T>
+SQISH_HOST_DEVICE BackwardTerms<T> backward_terms(T grad, T x, const Coeffs<T>& p) {
+  const Gate<T> g = gate(x, p);
+  const T q = g.s * g.sc;
+  const T x_q = times_gate(x, q);
+  const T x2_q = times_gate(x * x, q);
+  const T x_sc = times_gate(x, g.sc);
+  return {grad * (p.alpha + p.one_minus_alpha * (g.s + p.k * x_q)),
+          grad * x_sc, grad * x_q, grad * x2_q};
+}
+
+}  // namespace sqish
