@@ -48,10 +48,11 @@ Problem make_problem(const char* op, const at::Tensor& x, const at::Tensor& alph
   check_parameter(op, "beta", beta, x);
   check_parameter(op, "gamma", gamma, x);
   const bool per_channel = alpha.dim() == 1 || beta.dim() == 1 || gamma.dim() == 1;
-  // A strided view (a slice, an expanded tensor) is copied once into the layout
-  // torch would pick for its result; dense layouts of any stride order, such as
-  // channels_last, are used in place and kept by the output.
-  at::Tensor dense = x.is_non_overlapping_and_dense() ? x : x.contiguous(x.suggest_memory_format());
+  // Dense layouts of any stride order, such as channels_last, are used in place
+  // and kept by the output. A strided view (a slice, an expanded tensor) is copied
+  // once into the dense layout of the same dimension order, which is also what
+  // torch's pointwise ops give as their result.
+  at::Tensor dense = x.is_non_overlapping_and_dense() ? x : at::empty_like(x).copy_(x);
   const int64_t channels = per_channel ? x.size(1) : 1;
   const int64_t channel_stride = per_channel ? dense.stride(1) : 1;
   return {std::move(dense), alpha, beta, gamma, channels, channel_stride};
@@ -103,9 +104,10 @@ at::Tensor& sqish_inplace_autograd(at::Tensor& x, const at::Tensor& alpha, const
 
 // One parameter's gradient from the per-channel table: summed over channels when
 // the parameter is a single value shared by all of them.
+// Each is a fresh tensor: the outputs must not alias the table or each other.
 at::Tensor parameter_grad(const at::Tensor& per_channel, const at::Tensor& param) {
-  const at::Tensor grad = param.dim() == 0 ? per_channel.sum() : per_channel;
-  return grad.to(param.scalar_type());
+  if (param.dim() == 0) return per_channel.sum().to(param.scalar_type());
+  return per_channel.to(param.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sqish_backward(

@@ -33,7 +33,8 @@ class Sqish(torch.nn.Module):
 
     def extra_repr(self):
         def show(t):
-            return f"{t.item():g}" if t.dim() == 0 else f"[{t.min().item():g}..{t.max().item():g}]"
+            low, high = t.min().item(), t.max().item()
+            return f"{low:g}" if low == high else f"[{low:g}..{high:g}]"
 
         return (f"alpha={show(self.alpha)}, beta={show(self.beta)}, gamma={show(self.gamma)}, "
                 f"learnable={self.learnable}, num_parameters={self.num_parameters}")

@@ -30,6 +30,19 @@ constexpr int64_t kGrainSize = 32768;
 // block of at most this many elements, then flush into float64.
 constexpr int64_t kFlushBlock = 4096;
 
+// One parameter's value for a channel, read in float64 straight from its
+// storage: these run on every call, so no tensor ops here.
+double parameter_value(const at::Tensor& param, int64_t channel) {
+  const int64_t i = param.dim() == 0 ? 0 : channel * param.stride(0);
+  return param.scalar_type() == at::kDouble ? param.const_data_ptr<double>()[i]
+                                            : double(param.const_data_ptr<float>()[i]);
+}
+
+Coeffs<double> channel_coeffs(const Problem& problem, int64_t channel) {
+  return make_coeffs(parameter_value(problem.alpha, channel), parameter_value(problem.beta, channel),
+                     parameter_value(problem.gamma, channel));
+}
+
 template <typename opmath_t>
 struct ChannelCoeffs {
   // Structure of arrays, so that the channels-innermost layout loads a vector of
@@ -39,13 +52,9 @@ struct ChannelCoeffs {
   explicit ChannelCoeffs(const Problem& problem) {
     const int64_t n = problem.channels;
     alpha.resize(n), one_minus_alpha.resize(n), k.resize(n), c.resize(n);
-    const at::Tensor a = problem.alpha.to(at::kDouble).expand({n}).contiguous();
-    const at::Tensor b = problem.beta.to(at::kDouble).expand({n}).contiguous();
-    const at::Tensor g = problem.gamma.to(at::kDouble).expand({n}).contiguous();
     for (int64_t ch = 0; ch < n; ++ch) {
       // Derived in float64, then rounded once to the compute type.
-      const Coeffs<double> d =
-          make_coeffs(a.data_ptr<double>()[ch], b.data_ptr<double>()[ch], g.data_ptr<double>()[ch]);
+      const Coeffs<double> d = channel_coeffs(problem, ch);
       alpha[ch] = d.alpha, one_minus_alpha[ch] = d.one_minus_alpha, k[ch] = d.k, c[ch] = d.c;
     }
   }
@@ -129,35 +138,44 @@ typename V::value_type horizontal_sum(const V& v) {
   return sum;
 }
 
-template <typename scalar_t, typename Fn>
-void for_each_step(const Segment& seg, const Fn& fn) {
-  constexpr int64_t step = Lanes<scalar_t>::kStep;
-  for (int64_t i = 0; i < seg.length; i += step) {
-    fn(i, std::min(step, seg.length - i));
+// Calls step(offset, count, coeffs_of) for each step of a segment, where
+// coeffs_of(j) gives the parameters of the step's j-th opmath vector: broadcast
+// from the segment's channel, or loaded for consecutive channels. The two cases
+// are separate loops so that the common broadcast one keeps its constants in
+// registers.
+template <typename scalar_t, typename Step>
+void for_each_step(const Segment& seg, const ChannelCoeffs<at::opmath_type<scalar_t>>& coeffs,
+                   const Step& step) {
+  using L = Lanes<scalar_t>;
+  using V = typename L::V;
+  if (seg.channels_innermost) {
+    for (int64_t i = 0; i < seg.length; i += L::kStep) {
+      const int64_t count = std::min(L::kStep, seg.length - i);
+      step(i, count, [&](int64_t j) {
+        return coeffs.load(seg.channel + i + j * V::size(), lanes_of<V>(count, j));
+      });
+    }
+  } else {
+    const Coeffs<V> fixed = coeffs.broadcast(seg.channel);
+    for (int64_t i = 0; i < seg.length; i += L::kStep) {
+      step(i, std::min(L::kStep, seg.length - i), [&](int64_t) -> const Coeffs<V>& { return fixed; });
+    }
   }
 }
 
 template <typename scalar_t>
 void forward_kernel(const Problem& problem, const at::Tensor& out) {
   using L = Lanes<scalar_t>;
-  using opmath_t = typename L::opmath_t;
-  using V = typename L::V;
-  const ChannelCoeffs<opmath_t> coeffs(problem);
+  const ChannelCoeffs<typename L::opmath_t> coeffs(problem);
   const scalar_t* x = problem.x.const_data_ptr<scalar_t>();
   scalar_t* y = out.data_ptr<scalar_t>();
 
   at::parallel_for(0, problem.x.numel(), kGrainSize, [&](int64_t begin, int64_t end) {
     for_each_segment(problem, begin, end, [&](const Segment& seg) {
-      const Coeffs<V> fixed = coeffs.broadcast(seg.channel);
-      for_each_step<scalar_t>(seg, [&](int64_t i, int64_t count) {
+      for_each_step<scalar_t>(seg, coeffs, [&](int64_t i, int64_t count, const auto& coeffs_of) {
         const int64_t o = seg.begin + i;
         auto v = L::load(x + o, count);
-        for (int64_t j = 0; j < L::kVecs; ++j) {
-          const Coeffs<V> p = seg.channels_innermost
-                                  ? coeffs.load(seg.channel + i + j * V::size(), lanes_of<V>(count, j))
-                                  : fixed;
-          v[j] = forward(v[j], p);
-        }
+        for (int64_t j = 0; j < L::kVecs; ++j) v[j] = forward(v[j], coeffs_of(j));
         L::store(y + o, v, count);
       });
     });
@@ -193,6 +211,7 @@ void backward_kernel(const Problem& problem, const at::Tensor& grad_output,
   if constexpr (kParamGrads) part_sums.assign(parts, ParamSums(channels));
 
   at::parallel_for(0, parts, 1, [&](int64_t first_part, int64_t last_part) {
+    // This thread's sums for the current block, per channel, in opmath.
     std::vector<opmath_t> block_sc, block_q, block_x2q;
     if constexpr (kParamGrads) {
       block_sc.assign(channels, 0), block_q.assign(channels, 0), block_x2q.assign(channels, 0);
@@ -204,29 +223,26 @@ void backward_kernel(const Problem& problem, const at::Tensor& grad_output,
       for (int64_t block_begin = part_begin; block_begin < part_end; block_begin += block) {
         const int64_t block_end = std::min(part_end, block_begin + block);
         for_each_segment(problem, block_begin, block_end, [&](const Segment& seg) {
-          const Coeffs<V> fixed = coeffs.broadcast(seg.channel);
           V acc_sc(0), acc_q(0), acc_x2q(0);
-          for_each_step<scalar_t>(seg, [&](int64_t i, int64_t count) {
+          for_each_step<scalar_t>(seg, coeffs, [&](int64_t i, int64_t count, const auto& coeffs_of) {
             const int64_t o = seg.begin + i;
             const auto xv = L::load(x + o, count);
             const auto gv = L::load(g + o, count);
             std::array<V, L::kVecs> gxv;
             for (int64_t j = 0; j < L::kVecs; ++j) {
-              const int64_t ch = seg.channel + i + j * V::size();
-              const int64_t lanes = lanes_of<V>(count, j);
-              const Coeffs<V> p = seg.channels_innermost ? coeffs.load(ch, lanes) : fixed;
-              const BackwardTerms<V> t = backward_terms(gv[j], xv[j], p);
+              const BackwardTerms<V> t = backward_terms(gv[j], xv[j], coeffs_of(j));
               gxv[j] = t.grad_input;
               if constexpr (kParamGrads) {
-                if (seg.channels_innermost) {
-                  if (lanes == 0) continue;
-                  for (auto [block_sum, term] : {std::pair{block_sc.data(), t.x_sc},
-                                                 std::pair{block_q.data(), t.x_q},
-                                                 std::pair{block_x2q.data(), t.x2_q}}) {
-                    (V::loadu(block_sum + ch, lanes) + term).store(block_sum + ch, lanes);
-                  }
-                } else {
+                if (!seg.channels_innermost) {
                   acc_sc += t.x_sc, acc_q += t.x_q, acc_x2q += t.x2_q;
+                  continue;
+                }
+                const int64_t ch = seg.channel + i + j * V::size();
+                const int64_t lanes = lanes_of<V>(count, j);
+                for (auto [block_sum, term] : {std::pair{block_sc.data(), t.x_sc},
+                                               std::pair{block_q.data(), t.x_q},
+                                               std::pair{block_x2q.data(), t.x2_q}}) {
+                  (V::loadu(block_sum + ch, lanes) + term).store(block_sum + ch, lanes);
                 }
               }
             }
@@ -252,16 +268,12 @@ void backward_kernel(const Problem& problem, const at::Tensor& grad_output,
   });
 
   if constexpr (kParamGrads) {
-    const at::Tensor a = problem.alpha.to(at::kDouble).expand({channels}).contiguous();
-    const at::Tensor b = problem.beta.to(at::kDouble).expand({channels}).contiguous();
-    const at::Tensor gm = problem.gamma.to(at::kDouble).expand({channels}).contiguous();
     double* out = param_grads.data_ptr<double>();
     for (int64_t ch = 0; ch < channels; ++ch) {
       double sc = 0, q = 0, x2q = 0;
       for (const ParamSums& s : part_sums) sc += s.x_sc[ch], q += s.x_q[ch], x2q += s.x2_q[ch];
-      const double beta = b.data_ptr<double>()[ch];
-      const Coeffs<double> d = make_coeffs(a.data_ptr<double>()[ch], beta, gm.data_ptr<double>()[ch]);
-      const ParamGrads<double> grads = param_grads_from_sums(beta, d, sc, q, x2q);
+      const ParamGrads<double> grads = param_grads_from_sums(
+          parameter_value(problem.beta, ch), channel_coeffs(problem, ch), sc, q, x2q);
       out[3 * ch] = grads.alpha, out[3 * ch + 1] = grads.beta, out[3 * ch + 2] = grads.gamma;
     }
   }

@@ -1,0 +1,141 @@
+"""CPU benchmark: the extension against F.silu, the eager composite formula and
+torch.compile of that formula, forward and forward+backward, side by side.
+
+Every variant runs once per round, rounds interleave the variants, and the table
+reports medians and ratios, so that a noisy machine affects all alike.
+
+    python bench/bench_cpu.py                # the documented run (docs/benchmarks.md)
+    python bench/bench_cpu.py --quick        # a few seconds, for a smoke test
+"""
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import sqish_ext
+
+ALPHA, BETA, GAMMA = 0.01, 1.0, 1.0
+
+
+def composite(x, alpha, beta, gamma):
+    """Sqish as a user would write it with torch ops."""
+    return alpha * x + (1 - alpha) * x / (1 + beta * torch.exp(-2 * gamma * (1 - alpha) * x))
+
+
+compiled_composite = torch.compile(composite, fullgraph=True, dynamic=False)
+
+
+def parameters(learnable):
+    return [torch.tensor(v, requires_grad=learnable) for v in (ALPHA, BETA, GAMMA)]
+
+
+def forward_variants(x):
+    params = parameters(False)
+    return {
+        "sqish_ext": lambda: sqish_ext.sqish(x, *params),
+        "F.silu": lambda: F.silu(x),
+        "compiled composite": lambda: compiled_composite(x, *params),
+        "eager composite": lambda: composite(x, *params),
+    }
+
+
+def inplace_variants(x, source):
+    """In-place ops are timed on a buffer refreshed (untimed) before each call."""
+    params = parameters(False)
+    return {
+        "sqish_ext": (lambda: sqish_ext.sqish_(x, *params), lambda: x.copy_(source)),
+        "F.silu": (lambda: F.silu(x, inplace=True), lambda: x.copy_(source)),
+    }
+
+
+def training_variants(x, grad):
+    learnable = parameters(True)
+
+    def step(fn, *params):
+        def run():
+            x.grad = None
+            for p in params:
+                p.grad = None
+            fn(x, *params).backward(grad)
+        return run
+
+    return {
+        "sqish_ext": step(sqish_ext.sqish, *learnable),
+        "F.silu": step(lambda t: F.silu(t)),
+        "compiled composite": step(compiled_composite, *learnable),
+        "eager composite": step(composite, *learnable),
+    }
+
+
+def time_interleaved(variants, rounds, warmup=2):
+    """Median seconds per variant; a variant is a callable or (callable, untimed setup)."""
+    variants = {k: v if isinstance(v, tuple) else (v, None) for k, v in variants.items()}
+    samples = {name: [] for name in variants}
+    for r in range(warmup + rounds):
+        for name, (fn, setup) in variants.items():
+            if setup is not None:
+                setup()
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            if r >= warmup:
+                samples[name].append(elapsed)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def run(sizes, dtypes, rounds):
+    rows = []
+    for dtype in dtypes:
+        for exponent in sizes:
+            n = 2 ** exponent
+            x = torch.randn(n).mul_(3).to(dtype)
+            source = x.clone()
+            grad = torch.randn(n).to(dtype)
+            xg = x.clone().requires_grad_()
+            for mode, variants in (
+                ("forward", forward_variants(x)),
+                ("forward in-place", inplace_variants(x.clone(), source)),
+                ("forward+backward", training_variants(xg, grad)),
+            ):
+                times = time_interleaved(variants, rounds)
+                rows.append((str(dtype).replace("torch.", ""), exponent, mode, times))
+    return rows
+
+
+def print_table(rows, rounds):
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, CPU kernel level {torch.backends.cpu.get_cpu_capability()}; "
+          f"medians of {rounds} interleaved rounds")
+    print()
+    print("| dtype | n | mode | sqish_ext ms | F.silu ms | ext / silu | compiled ms | ext / compiled "
+          "| eager ms | eager / ext |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for dtype, exponent, mode, t in rows:
+        ext, silu = t["sqish_ext"], t["F.silu"]
+        compiled = t.get("compiled composite")
+        eager = t.get("eager composite")
+        cells = [dtype, f"2^{exponent}", mode, f"{ext * 1e3:.3f}", f"{silu * 1e3:.3f}", f"{ext / silu:.2f}"]
+        cells += [f"{compiled * 1e3:.3f}", f"{ext / compiled:.2f}"] if compiled else ["", ""]
+        cells += [f"{eager * 1e3:.3f}", f"{eager / ext:.1f}"] if eager else ["", ""]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 20, 24], help="log2 of element counts")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.rounds = [16], 3
+    dtypes = [getattr(torch, d) for d in args.dtypes]
+    rows = run(args.sizes, dtypes, args.rounds)
+    print_table(rows, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

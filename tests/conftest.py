@@ -1,0 +1,69 @@
+"""Shared fixtures: devices, the high-precision reference table, and a float64 oracle."""
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+import sqish_ext  # noqa: F401  (loads the ops)
+
+REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sqish_reference.csv"
+HAS_CUDA = torch.cuda.is_available()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+def load_reference():
+    """Rows of the mpmath table grouped by (alpha, beta, gamma)."""
+    if not REFERENCE_CSV.exists():
+        pytest.skip(f"reference table not found at {REFERENCE_CSV}")
+    groups = {}
+    with REFERENCE_CSV.open() as f:
+        for row in csv.DictReader(f):
+            values = {k: float(v) for k, v in row.items()}
+            groups.setdefault((values["alpha"], values["beta"], values["gamma"]), []).append(values)
+    return groups
+
+
+def oracle(x, alpha, beta, gamma):
+    """Sqish and its four partials in float64 from torch's stable sigmoid,
+    independent of the extension. Parameters broadcast like the op's (dim 1)."""
+    x = x.double()
+
+    def bc(p):
+        p = torch.as_tensor(p, dtype=torch.float64, device=x.device)
+        return p.reshape([1, -1] + [1] * (x.dim() - 2)) if p.dim() == 1 else p
+
+    a, b, g = bc(alpha), bc(beta), bc(gamma)
+    k = 2 * g * (1 - a)
+    w = k * x - torch.log(b)
+    s, sc = torch.sigmoid(w), torch.sigmoid(-w)
+    return {
+        "f": a * x + (1 - a) * x * s,
+        "df_dx": a + (1 - a) * s * (1 + k * x * sc),
+        "df_dalpha": x * sc * (1 - k * x * s),
+        "df_dbeta": -(1 - a) * x * s * sc / b,
+        "df_dgamma": 2 * (1 - a) ** 2 * x * x * s * sc,
+    }
+
+
+def partials(x, alpha, beta, gamma):
+    """f and all four partials per element from the ops: x of shape (1, n) with
+    per-channel parameters makes each channel's parameter gradient the partial
+    at that one element."""
+    n = x.numel()
+    xs = x.reshape(1, n)
+    params = [torch.full((n,), v, dtype=torch.float64, device=x.device) for v in (alpha, beta, gamma)]
+    f = torch.ops.sqish.sqish(xs, *params)
+    grads = torch.ops.sqish.sqish_backward(torch.ones_like(xs), xs, *params, True)
+    return {
+        "f": f.reshape(-1),
+        "df_dx": grads[0].reshape(-1),
+        "df_dalpha": grads[1],
+        "df_dbeta": grads[2],
+        "df_dgamma": grads[3],
+    }

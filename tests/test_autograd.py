@@ -1,0 +1,133 @@
+"""Gradients, double backward, opcheck and torch.compile."""
+import pytest
+import torch
+
+import sqish_ext
+
+SCALAR = dict(alpha=0.1, beta=1.5, gamma=0.7)
+
+
+def make_params(device, channels=None, requires_grad=True):
+    shape = () if channels is None else (channels,)
+    gen = torch.Generator().manual_seed(0)
+    base = {"alpha": 0.1, "beta": 1.5, "gamma": 0.7}
+    return [
+        (v + 0.1 * torch.rand(shape, generator=gen, dtype=torch.float64)).to(device).requires_grad_(requires_grad)
+        for v in base.values()
+    ]
+
+
+def inputs(device, shape=(2, 3, 4, 5), channels_last=False):
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    return x.to(device).requires_grad_()
+
+
+def op(x, a, b, g):
+    return torch.ops.sqish.sqish(x, a, b, g)
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["scalar", "per_channel"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_gradcheck_for_input_and_every_parameter(device, per_channel, channels_last):
+    x = inputs(device, channels_last=channels_last)
+    params = make_params(device, 3 if per_channel else None)
+    assert torch.autograd.gradcheck(op, (x, *params))
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["scalar", "per_channel"])
+def test_gradgradcheck_for_input_and_every_parameter(device, per_channel):
+    x = inputs(device, shape=(2, 3, 4))
+    params = make_params(device, 3 if per_channel else None)
+    assert torch.autograd.gradgradcheck(op, (x, *params))
+
+
+def test_gradcheck_with_mixed_scalar_and_per_channel_parameters(device):
+    x = inputs(device, shape=(4, 3))
+    alpha, beta, gamma = make_params(device, None)
+    beta = make_params(device, 3)[1]
+    assert torch.autograd.gradcheck(op, (x, alpha, beta, gamma))
+
+
+def test_gradient_penalty_trains_through_double_backward(device):
+    x = inputs(device, shape=(8, 3))
+    params = make_params(device, 3)
+    (grad_x,) = torch.autograd.grad(op(x, *params).sum(), x, create_graph=True)
+    penalty = grad_x.pow(2).sum()
+    penalty.backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in params)
+
+
+def test_parameter_gradients_come_back_in_the_parameters_dtype(device):
+    x = torch.randn(4, 3, device=device, dtype=torch.bfloat16, requires_grad=True)
+    params = [torch.tensor(v, device=device, requires_grad=True) for v in (0.1, 1.0, 1.0)]  # float32
+    op(x, *params).float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16
+    assert all(p.grad.dtype == torch.float32 for p in params)
+
+
+def test_fixed_parameters_skip_parameter_gradients(device):
+    x = inputs(device, shape=(4, 3))
+    params = make_params(device, None, requires_grad=False)
+    op(x, *params).sum().backward()
+    assert x.grad is not None and all(p.grad is None for p in params)
+
+
+def opcheck_samples(device):
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        for shape, channels in (((7,), None), ((2, 3, 4, 5), None), ((2, 3, 4, 5), 3), ((5, 4), 4), ((0, 3), 3)):
+            for requires_grad in (False, True):
+                x = torch.randn(shape, device=device).to(dtype).requires_grad_(requires_grad)
+                yield x, *make_params(device, channels, requires_grad)
+    x = torch.randn(2, 3, 4, 5, device=device).to(memory_format=torch.channels_last)
+    yield x, *make_params(device, 3)
+
+
+def test_opcheck_sqish_on_many_samples(device):
+    for sample in opcheck_samples(device):
+        torch.library.opcheck(torch.ops.sqish.sqish.default, sample)
+
+
+def test_opcheck_sqish_backward_on_many_samples(device):
+    for x, a, b, g in opcheck_samples(device):
+        grad = torch.randn_like(x)
+        for compute_param_grads in (False, True):
+            torch.library.opcheck(
+                torch.ops.sqish.sqish_backward.default,
+                (grad, x.detach(), a.detach(), b.detach(), g.detach(), compute_param_grads),
+            )
+
+
+def test_opcheck_inplace_sqish(device):
+    for x, a, b, g in opcheck_samples(device):
+        torch.library.opcheck(
+            torch.ops.sqish.sqish_.default,
+            (x.detach().clone(), a.detach(), b.detach(), g.detach()),
+            test_utils=("test_schema", "test_faketensor"),
+        )
+
+
+class SmallNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.act = sqish_ext.Sqish(learnable=True, num_parameters=8)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.act(self.conv(x)).mean((2, 3)))
+
+
+def test_compile_fullgraph_matches_eager_forward_and_backward(device):
+    torch.manual_seed(0)
+    eager = SmallNet().to(device)
+    compiled_model = SmallNet().to(device)
+    compiled_model.load_state_dict(eager.state_dict())
+    compiled = torch.compile(compiled_model, fullgraph=True)
+    x = torch.randn(2, 3, 8, 8, device=device)
+    torch.testing.assert_close(compiled(x), eager(x))
+    compiled(x).sum().backward()
+    eager(x).sum().backward()
+    for (name, p), q in zip(eager.named_parameters(), compiled_model.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)

@@ -1,0 +1,61 @@
+"""The Sqish module."""
+import torch
+
+import sqish_ext
+
+
+def test_learnable_module_owns_parameters_named_alpha_beta_gamma():
+    m = sqish_ext.Sqish(learnable=True)
+    assert [n for n, _ in m.named_parameters()] == ["alpha", "beta", "gamma"]
+    assert all(p.shape == () for p in m.parameters())
+
+
+def test_per_channel_learnable_parameters_have_one_value_per_channel():
+    m = sqish_ext.Sqish(alpha=0.2, learnable=True, num_parameters=5)
+    assert all(p.shape == (5,) for p in m.parameters())
+    assert torch.equal(m.alpha.detach(), torch.full((5,), 0.2))
+
+
+def test_fixed_module_has_no_parameters():
+    assert list(sqish_ext.Sqish().parameters()) == []
+
+
+def test_defaults_are_alpha_001_beta_1_gamma_1():
+    m = sqish_ext.Sqish()
+    assert (m.alpha.item(), m.beta.item(), m.gamma.item()) == (torch.tensor(0.01).item(), 1.0, 1.0)
+
+
+def test_module_matches_the_functional_form(device):
+    m = sqish_ext.Sqish(0.1, 2.0, 0.5, learnable=True, num_parameters=3).to(device)
+    x = torch.randn(2, 3, 4, device=device)
+    torch.testing.assert_close(m(x), sqish_ext.sqish(x, m.alpha, m.beta, m.gamma))
+
+
+def test_learnable_parameters_receive_gradients(device):
+    m = sqish_ext.Sqish(learnable=True, num_parameters=3).to(device)
+    m(torch.randn(2, 3, 4, device=device)).sum().backward()
+    assert all(p.grad is not None and p.grad.shape == (3,) for p in m.parameters())
+
+
+def test_extra_repr_shows_the_configuration():
+    text = repr(sqish_ext.Sqish(0.1, 2.0, 0.5, learnable=True, num_parameters=4))
+    assert "alpha=0.1" in text and "beta=2" in text and "gamma=0.5" in text
+    assert "learnable=True" in text and "num_parameters=4" in text
+
+
+def test_state_dict_round_trips():
+    for learnable in (False, True):
+        src = sqish_ext.Sqish(0.3, 0.7, 2.0, learnable=learnable, num_parameters=3)
+        dst = sqish_ext.Sqish(learnable=learnable, num_parameters=3)
+        dst.load_state_dict(src.state_dict())
+        x = torch.randn(2, 3, 5)
+        assert torch.equal(dst(x), src(x))
+
+
+def test_autocast_bfloat16_input_with_float32_parameters_trains():
+    m = sqish_ext.Sqish(learnable=True, num_parameters=4)
+    x = torch.randn(3, 4).bfloat16().requires_grad_()
+    y = m(x)
+    y.float().sum().backward()
+    assert y.dtype == torch.bfloat16
+    assert all(p.grad.dtype == torch.float32 for p in m.parameters())

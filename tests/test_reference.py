@@ -1,0 +1,82 @@
+"""Values and all four partial derivatives against the 80-digit mpmath table."""
+import math
+
+import pytest
+import torch
+
+from conftest import load_reference, partials
+
+QUANTITIES = ["f", "df_dx", "df_dalpha", "df_dbeta", "df_dgamma"]
+SETTINGS = sorted(load_reference())
+
+
+def reference_columns(rows, quantity):
+    return torch.tensor([r[quantity] for r in rows], dtype=torch.float64)
+
+
+def rounding_sensitivity(x, alpha, beta, gamma, device):
+    """For each quantity v: |x ∂v/∂x| + |α ∂v/∂α| + |γ ∂v/∂γ| + (1 + |ln β|)·|∂v/∂ln β|,
+    from float64 central differences. One relative rounding ε in x or in a derived
+    coefficient (k = 2γ(1−α), c = −ln β, α) moves v by about ε times this."""
+    delta = 1e-6
+
+    def moved(sign, which):
+        xs = x * (1 + sign * delta) if which == "x" else x
+        a = alpha * (1 + sign * delta) if which == "alpha" else alpha
+        b = beta * math.exp(sign * delta) if which == "log_beta" else beta
+        g = gamma * (1 + sign * delta) if which == "gamma" else gamma
+        return partials(xs.to(device), a, b, g)
+
+    total = {q: 0 for q in QUANTITIES}
+    for which in ("x", "alpha", "log_beta", "gamma"):
+        hi, lo = moved(1, which), moved(-1, which)
+        weight = 1 + abs(math.log(beta)) if which == "log_beta" else 1
+        for q in QUANTITIES:
+            total[q] = total[q] + weight * (hi[q] - lo[q]).abs().cpu() / (2 * delta)
+    return total
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=str)
+@pytest.mark.parametrize("quantity", QUANTITIES)
+def test_float64_matches_reference_within_1e_10_relative(device, setting, quantity):
+    rows = load_reference()[setting]
+    x = reference_columns(rows, "x").to(device)
+    got = partials(x, *setting)[quantity].cpu()
+    want = reference_columns(rows, quantity)
+    assert ((got - want).abs() <= 1e-10 * want.abs()).all(), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=str)
+@pytest.mark.parametrize("quantity", QUANTITIES)
+def test_float32_error_is_a_few_roundings_of_its_inputs(device, setting, quantity):
+    # x is rounded to float32 first and the float64 op (checked above against the
+    # table) evaluated at that x, so the only error left is float32 arithmetic: a
+    # rounding ε = 2^-24 of each value and coefficient, propagated to first order,
+    # times 8 for the handful of operations in between.
+    rows = load_reference()[setting]
+    x32 = reference_columns(rows, "x").float()
+    want = partials(x32.double().to(device), *setting)[quantity].cpu()
+    got = partials(x32.to(device), *setting)[quantity].cpu().double()
+    sensitivity = rounding_sensitivity(x32.double(), *setting, device)[quantity]
+    tolerance = 8 * 2.0**-24 * (want.abs() + sensitivity) + 1e-37  # floor: float32's subnormal range
+    assert ((got - want).abs() <= tolerance).all(), ((got - want).abs() / tolerance).max()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("setting", SETTINGS, ids=str)
+def test_half_precision_is_float32_math_rounded_once(device, dtype, setting):
+    # Half types are computed in float32 and rounded once to the dtype: at most
+    # half an ulp (ε/2 relative) of the output, plus float32's own error, which is
+    # far smaller; the floor is the dtype's smallest subnormal.
+    rows = load_reference()[setting]
+    x = reference_columns(rows, "x").to(dtype)
+    x = x[x.isfinite()]
+    info = torch.finfo(dtype)
+    got = partials(x.to(device), *setting)
+    want = partials(x.double().to(device), *setting)
+    for quantity in ("f", "df_dx"):
+        g, w = got[quantity].cpu().double(), want[quantity].cpu()
+        w_rounded = w.to(dtype).double()
+        finite = w_rounded.isfinite()
+        tolerance = info.eps * w.abs() + info.smallest_normal * info.eps
+        assert ((g - w).abs()[finite] <= tolerance[finite]).all(), quantity
