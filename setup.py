@@ -33,7 +33,7 @@ def find_cuda_home():
             return candidate
     nvcc = shutil.which("nvcc")
     guesses = [Path(nvcc).resolve().parent.parent] if nvcc else []
-    guesses.append(Path("/usr/local/cuda"))
+    guesses.append(Path("/usr/local/cuda").resolve())
     for guess in guesses:
         if (guess / "include" / "cuda_runtime.h").exists() and (guess / "bin" / "nvcc").exists():
             return str(guess)

@@ -120,7 +120,7 @@ def _sqish_backward_fake(grad_output, x, alpha, beta, gamma, compute_param_grads
 
 
 def as_parameter_tensor(name, value, device):
-    """A Python number becomes a 0-dim float32 tensor on `device`; tensors pass through
+    """A Python number becomes a 0-dim float64 tensor on `device`; tensors pass through
     (the op checks their dtype, shape and device)."""
     if isinstance(value, torch.Tensor):
         return value
