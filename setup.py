@@ -49,7 +49,10 @@ import torch  # noqa: E402  (CUDA_HOME must be set before cpp_extension reads it
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 IS_X86 = platform.machine().lower() in ("x86_64", "amd64")
-CXX_FLAGS = ["-O3", "-fvisibility=hidden"]
+# -fopenmp: at::parallel_for is inline and runs serially unless compiled with
+# OpenMP; the library then uses the libgomp that torch itself loads.
+CXX_FLAGS = ["-O3", "-fvisibility=hidden", "-fopenmp"]
+LINK_FLAGS = ["-fopenmp"]
 NVCC_FLAGS = ["-O3", "--expt-relaxed-constexpr"]
 
 
@@ -90,7 +93,7 @@ def build_info_module():
 def extension():
     macros = [("SQISH_PYTHON_MODULE", None)]
     sources = ["csrc/sqish.cpp"]
-    kwargs = dict(name="sqish_ext._C", define_macros=macros, py_limited_api=False)
+    kwargs = dict(name="sqish_ext._C", define_macros=macros, extra_link_args=LINK_FLAGS, py_limited_api=False)
     if WITH_CUDA:
         macros.append(("SQISH_WITH_CUDA", None))
         sources.append("csrc/cuda/sqish_cuda.cu")
