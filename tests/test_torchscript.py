@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import sqish_ext
-from deploy_models import make_model
+from deploy_models import CONFIG_IDS, CONFIGS, make_model
 
 # torch.jit.script and trace warn that TorchScript is deprecated; supporting it is the point here.
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
@@ -63,17 +63,22 @@ def run_python(code):
                           timeout=120)
 
 
-def test_saved_script_loads_in_fresh_process_after_import(tmp_path, model, example):
-    path = tmp_path / "model.pt"
-    torch.jit.script(model).save(str(path))
+def test_saved_scripts_load_in_fresh_process_after_import(tmp_path, example):
+    # One process for every configuration: starting Python with torch takes seconds.
+    models = {name: make_model(*config) for config, name in zip(CONFIGS, CONFIG_IDS)}
+    for name, model in models.items():
+        torch.jit.script(model).save(str(tmp_path / f"{name}.pt"))
     torch.save(example, tmp_path / "x.pt")
     result = run_python(f"""
         import torch, sqish_ext
-        m = torch.jit.load({str(path)!r})
-        torch.save(m(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'y.pt')!r})
+        x = torch.load({str(tmp_path / 'x.pt')!r})
+        for name in {list(models)!r}:
+            m = torch.jit.load({str(tmp_path)!r} + f"/{{name}}.pt")
+            torch.save(m(x), {str(tmp_path)!r} + f"/{{name}}.out")
     """)
     assert result.returncode == 0, result.stderr
-    torch.testing.assert_close(torch.load(tmp_path / "y.pt"), model(example), rtol=0, atol=0)
+    for name, model in models.items():
+        torch.testing.assert_close(torch.load(tmp_path / f"{name}.out"), model(example), rtol=0, atol=0)
 
 
 def test_loading_without_import_names_the_missing_op(tmp_path, example):
