@@ -1,5 +1,6 @@
 """Autograd and fake-tensor rules for the compiled ops, and the functional API."""
 import numbers
+from typing import Union
 
 import torch
 
@@ -119,13 +120,15 @@ def _sqish_backward_fake(grad_output, x, alpha, beta, gamma, compute_param_grads
 # ---- functional API -----------------------------------------------------------------
 
 
-def as_parameter_tensor(name, value, device):
+def as_parameter_tensor(name: str, value: Union[float, torch.Tensor], device: torch.device) -> torch.Tensor:
     """A Python number becomes a 0-dim float64 tensor on `device`; tensors pass through
     (the op checks their dtype, shape and device)."""
     if isinstance(value, torch.Tensor):
         return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"sqish: {name} must be a float or a tensor, got {type(value).__name__}")
+    # TorchScript skips this block (its annotations already restrict the types).
+    if not torch.jit.is_scripting():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"sqish: {name} must be a float or a tensor, got {type(value).__name__}")
     if name == "beta" and value < 0:
         raise ValueError(f"sqish: beta must be >= 0 (beta < 0 puts a pole on the real line), got {value}")
     return torch.tensor(float(value), dtype=torch.float64, device=device)
@@ -136,10 +139,18 @@ def _check_input(x):
         raise TypeError(f"sqish: x must be a tensor, got {type(x).__name__}")
 
 
-def sqish(x, alpha=DEFAULT_ALPHA, beta=DEFAULT_BETA, gamma=DEFAULT_GAMMA):
+# The annotations make both functions scriptable (torch.jit.script compiles them
+# when a scripted forward calls them); eager calls keep the checks above.
+def sqish(
+    x: torch.Tensor,
+    alpha: Union[float, torch.Tensor] = DEFAULT_ALPHA,
+    beta: Union[float, torch.Tensor] = DEFAULT_BETA,
+    gamma: Union[float, torch.Tensor] = DEFAULT_GAMMA,
+) -> torch.Tensor:
     """Sqish of x. alpha, beta, gamma are floats or float32/float64 tensors, each
     0-dim or of size x.size(1) (one value per channel); tensors are differentiable."""
-    _check_input(x)
+    if not torch.jit.is_scripting():
+        _check_input(x)
     return torch.ops.sqish.sqish(
         x,
         as_parameter_tensor("alpha", alpha, x.device),
@@ -148,10 +159,16 @@ def sqish(x, alpha=DEFAULT_ALPHA, beta=DEFAULT_BETA, gamma=DEFAULT_GAMMA):
     )
 
 
-def sqish_(x, alpha=DEFAULT_ALPHA, beta=DEFAULT_BETA, gamma=DEFAULT_GAMMA):
+def sqish_(
+    x: torch.Tensor,
+    alpha: Union[float, torch.Tensor] = DEFAULT_ALPHA,
+    beta: Union[float, torch.Tensor] = DEFAULT_BETA,
+    gamma: Union[float, torch.Tensor] = DEFAULT_GAMMA,
+) -> torch.Tensor:
     """In-place Sqish for inference: overwrites and returns x. Raises when autograd
     would need the overwritten input (use it under torch.no_grad() or inference_mode)."""
-    _check_input(x)
+    if not torch.jit.is_scripting():
+        _check_input(x)
     return torch.ops.sqish.sqish_(
         x,
         as_parameter_tensor("alpha", alpha, x.device),

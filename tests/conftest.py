@@ -1,4 +1,5 @@
-"""Shared fixtures: devices, the high-precision reference table, and a float64 oracle."""
+"""Shared fixtures: devices, the high-precision reference table, a float64 oracle,
+and the deployment tests' models."""
 import csv
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 import sqish_ext  # noqa: F401  (loads the ops)
+from deploy_models import CHANNELS, CONFIG_IDS, CONFIGS, make_model, ramp
 
 REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sqish_reference.csv"
 HAS_CUDA = torch.cuda.is_available()
@@ -67,3 +69,14 @@ def partials(x, alpha, beta, gamma):
         "df_dbeta": grads[2],
         "df_dgamma": grads[3],
     }
+
+
+@pytest.fixture(params=CONFIGS, ids=CONFIG_IDS)
+def model(request):
+    """A small model using Sqish, in each deployment configuration."""
+    return make_model(*request.param)
+
+
+@pytest.fixture
+def example():
+    return ramp(2, CHANNELS, 5, 6)
