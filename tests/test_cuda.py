@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import sqish_ext  # noqa: F401  (registers the ops)
+from cuda_common import composite, make_params, opcheck_samples
 from sqish_ext import _build_info
 
 OPS = ("sqish::sqish", "sqish::sqish_", "sqish::sqish_backward")
@@ -34,25 +35,6 @@ def test_cuda_build_registers_cuda_kernels():
 
 
 # ---- helpers --------------------------------------------------------------------
-
-
-def make_params(channels, per_channel, dtypes=(torch.float32,) * 3, device="cuda", requires_grad=False):
-    """alpha ∈ [0, 0.3], beta ∈ [0.5, 2], gamma ∈ [0.5, 2]; per_channel is a triple
-    of flags, so parameters can mix shapes (and dtypes)."""
-    ranges = ((0.0, 0.3), (0.5, 2.0), (0.5, 2.0))
-    params = []
-    for (low, high), dtype, each in zip(ranges, dtypes, per_channel):
-        shape = (channels,) if each else ()
-        p = torch.empty(shape, dtype=torch.float64).uniform_(low, high).to(device=device, dtype=dtype)
-        params.append(p.requires_grad_(requires_grad))
-    return params
-
-
-def composite(x, a, b, c):
-    """Sqish from torch ops (math.md's closed form with a stable sigmoid); the
-    parameters broadcast against x."""
-    k = 2 * c * (1 - a)
-    return a * x + (1 - a) * x * torch.sigmoid(k * x - torch.log(b))
 
 
 def along_channels(p, x):
@@ -205,32 +187,10 @@ def test_gradcheck(per_channel, memory_format):
     assert torch.autograd.gradgradcheck(torch.ops.sqish.sqish, (x, *params))
 
 
-def opcheck_samples():
-    """(op, args) pairs on CUDA for torch.library.opcheck."""
-    samples = []
-    for shape, per_channel, memory_format in [
-        ((37,), (False,) * 3, torch.contiguous_format),
-        ((2, 3, 5, 4), (True,) * 3, torch.contiguous_format),
-        ((2, 8, 3, 4), (True, False, True), torch.channels_last),
-        ((6, 16), (True,) * 3, torch.contiguous_format),
-    ]:
-        for requires_grad in (False, True):
-            x = torch.randn(shape, device="cuda").contiguous(memory_format=memory_format)
-            params = make_params(shape[1] if len(shape) > 1 else 1, per_channel, requires_grad=requires_grad)
-            samples.append((torch.ops.sqish.sqish.default, (x.requires_grad_(requires_grad), *params)))
-            g = torch.randn_like(x)
-            for compute_param_grads in (False, True):
-                samples.append((torch.ops.sqish.sqish_backward.default,
-                                (g, x.detach(), *[p.detach() for p in params], compute_param_grads)))
-        samples.append((torch.ops.sqish.sqish_.default, (torch.randn(shape, device="cuda"), *make_params(
-            shape[1] if len(shape) > 1 else 1, per_channel))))
-    return samples
-
-
 @requires_cuda
 def test_opcheck():
-    for op, args in opcheck_samples():
-        torch.library.opcheck(op, args)
+    for op, args, test_utils in opcheck_samples():
+        torch.library.opcheck(op, args, test_utils=test_utils)
 
 
 @requires_cuda
