@@ -20,7 +20,7 @@
 //
 // Reduction. No float atomics: a block reduces its threads' sums in a fixed
 // order and writes one partial per (channel, term) to its own cell of a scratch
-// table; a second kernel adds each channel's partials in index order in float64
+// table; a second kernel adds each channel's partials in a fixed order in float64
 // and applies param_grads_from_sums. The grid depends only on the problem's
 // shape and the device, so parameter gradients are bitwise reproducible.
 //
@@ -374,7 +374,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// One warp per channel: adds the channel's partials in split order and writes
+// One warp per channel: adds the channel's partials in a fixed order and writes
 // its row of param_grads.
 constexpr int kFinalizeThreads = 128;
 
@@ -383,13 +383,16 @@ __global__ void __launch_bounds__(kFinalizeThreads)
   const int64_t channel = int64_t(blockIdx.x) * (kFinalizeThreads / kWarpSize) + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (channel >= channels) return;  // whole warps only: no block-wide barrier follows
-  double sums[kTerms];
+  // Several independent loads in flight per lane: with one channel, the partials
+  // of the whole grid (about a thousand per term) go through one warp.
+  double sums[kTerms] = {};
+#pragma unroll 4
+  for (int64_t split = lane; split < partials.splits; split += kWarpSize) {
 #pragma unroll
-  for (int k = 0; k < kTerms; ++k) {
-    double s = 0;
-    for (int64_t split = lane; split < partials.splits; split += kWarpSize) s += partials.at(channel, k, split);
-    sums[k] = warp_sum(s);
+    for (int k = 0; k < kTerms; ++k) sums[k] += partials.at(channel, k, split);
   }
+#pragma unroll
+  for (int k = 0; k < kTerms; ++k) sums[k] = warp_sum(sums[k]);
   if (lane == 0) {
     const double beta = params.beta.at(channel);
     const ParamGrads<double> g =
