@@ -44,6 +44,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -164,10 +165,18 @@ struct alignas(sizeof(scalar_t) * kVec) Pack {
   scalar_t v[kVec];
 };
 
+// Full vectors go through uint4 and __stwb: with a plain struct copy the compiler
+// merges the full and the partial branch and stores element by element.
 template <typename opmath_t, int kVec, typename scalar_t>
 __device__ void load(const scalar_t* p, int count, opmath_t (&out)[kVec]) {
   if (count == kVec) {
-    const Pack<scalar_t, kVec> pack = *reinterpret_cast<const Pack<scalar_t, kVec>*>(p);
+    Pack<scalar_t, kVec> pack;
+    if constexpr (sizeof(pack) == kVectorBytes) {
+      const uint4 bits = *reinterpret_cast<const uint4*>(p);
+      memcpy(&pack, &bits, kVectorBytes);
+    } else {
+      pack = *reinterpret_cast<const Pack<scalar_t, kVec>*>(p);
+    }
 #pragma unroll
     for (int j = 0; j < kVec; ++j) out[j] = opmath_t(pack.v[j]);
   } else {
@@ -182,7 +191,13 @@ __device__ void store(scalar_t* p, int count, const opmath_t (&in)[kVec]) {
     Pack<scalar_t, kVec> pack;
 #pragma unroll
     for (int j = 0; j < kVec; ++j) pack.v[j] = scalar_t(in[j]);
-    *reinterpret_cast<Pack<scalar_t, kVec>*>(p) = pack;
+    if constexpr (sizeof(pack) == kVectorBytes) {
+      uint4 bits;
+      memcpy(&bits, &pack, kVectorBytes);
+      __stwb(reinterpret_cast<uint4*>(p), bits);
+    } else {
+      *reinterpret_cast<Pack<scalar_t, kVec>*>(p) = pack;
+    }
   } else {
 #pragma unroll
     for (int j = 0; j < kVec; ++j) {
