@@ -119,6 +119,42 @@ inline Vectorized<T> mul_add(const Vectorized<T>& a, const Vectorized<T>& b, con
 }
 #endif
 
+// How the gate evaluates its exp and its reciprocal.
+//   Accurate: the library exp and a correctly rounded division.
+//   Fast: on the GPU, the hardware's approximate exp2 and reciprocal (a few float32
+//     ulp; results under 2^-126 flush to 0, the limit the gate tends to anyway).
+//     The CUDA kernels use it for bfloat16 and float16 inputs, whose float32 opmath
+//     result is rounded to 8 or 11 significant bits: the error cannot show, and it
+//     halves the gate's instruction count, which would otherwise rival the memory
+//     time of a 2-byte element. Elsewhere it is Accurate.
+struct Accurate {};
+struct Fast {};
+
+template <typename T>
+SQISH_HOST_DEVICE T exp_of(T v, Accurate) {
+  return exp_of(v);
+}
+template <typename T>
+SQISH_HOST_DEVICE T reciprocal_of(T v, Accurate) {
+  return T(1) / v;
+}
+SQISH_HOST_DEVICE float exp_of(float v, Fast) {
+#if defined(__CUDA_ARCH__)
+  return __expf(v);
+#else
+  return exp_of(v);
+#endif
+}
+SQISH_HOST_DEVICE float reciprocal_of(float v, Fast) {
+#if defined(__CUDA_ARCH__)
+  return __fdividef(1.0f, v);
+#else
+  return 1.0f / v;
+#endif
+}
+SQISH_HOST_DEVICE double exp_of(double v, Fast) { return exp_of(v); }
+SQISH_HOST_DEVICE double reciprocal_of(double v, Fast) { return 1.0 / v; }
+
 // ---- The function ------------------------------------------------------------
 
 // a·b, except that it is 0 wherever the gate factor b is exactly 0. At x = ±∞ a
@@ -136,21 +172,21 @@ struct Gate {
   T sc;
 };
 
-template <typename T>
+template <typename Precision = Accurate, typename T>
 SQISH_HOST_DEVICE Gate<T> gate(T x, const Coeffs<T>& p) {
   const T w = mul_add(p.k, x, p.c);
-  const T e = exp_of(-abs_of(w));  // e^(−|w|) ∈ (0, 1]
-  const T r = T(1) / (T(1) + e);
+  const T e = exp_of(-abs_of(w), Precision{});  // e^(−|w|) ∈ (0, 1]
+  const T r = reciprocal_of(T(1) + e, Precision{});
   const T er = e * r;
   const auto w_nonnegative = is_nonnegative(w);
   return {select(w_nonnegative, r, er), select(w_nonnegative, er, r)};
 }
 
-template <typename T>
+template <typename Precision = Accurate, typename T>
 SQISH_HOST_DEVICE T forward(T x, const Coeffs<T>& p) {
   // s alone needs no sign split: where e^(−w) overflows, 1/(1 + ∞) = 0 is σ(w)
   // rounded, and nothing else can overflow.
-  const T s = T(1) / (T(1) + exp_of(-mul_add(p.k, x, p.c)));
+  const T s = reciprocal_of(T(1) + exp_of(-mul_add(p.k, x, p.c), Precision{}), Precision{});
   // f = x·(α + (1−α)·s); the factor is 0 only when α = 0 and s underflowed.
   return times_gate(x, mul_add(p.one_minus_alpha, s, p.alpha));
 }
@@ -169,9 +205,9 @@ struct BackwardTerms {
   T x2_q;   // g·x²·q
 };
 
-template <typename T>
+template <typename Precision = Accurate, typename T>
 SQISH_HOST_DEVICE BackwardTerms<T> backward_terms(T grad, T x, const Coeffs<T>& p) {
-  const Gate<T> g = gate(x, p);
+  const Gate<T> g = gate<Precision>(x, p);
   const T q = g.s * g.sc;
   const T x_q = times_gate(x, q);
   const T x2_q = times_gate(x * x, q);

@@ -1,0 +1,583 @@
+// CUDA kernels: the forward, and a fused backward that writes grad_input and
+// reduces the parameter-gradient sums in the same pass over (grad_output, x).
+//
+// Layout. x is dense (sqish_kernels.h), so with C channels and channel stride S
+// its storage is, for the purpose of finding an element's parameters, one of:
+//   shared parameters (C == 1): any rows of one tile's width, the last one cut
+//     short at numel;
+//   channels outside a run (S > 1): [rows][C][S]; slice ch is the matrix
+//     [rows][S] of channel ch, row pitch C·S, starting at ch·S (NCHW, (N, C, L));
+//   channels innermost (S == 1): [rows][C], the column is the channel
+//     (channels_last, (N, C)).
+// Every kernel walks a matrix [rows][cols] of one slice (the whole storage when
+// channels are innermost or shared) in tiles of kThreads threads: tile_width
+// threads across, each owning kVec consecutive columns, times row_lanes rows.
+// A thread keeps its columns while it strides over rows, so the parameters of its
+// elements are fixed: it derives them once (ln β included), holds them in
+// registers, and sums its backward terms in registers per column. Vectors are
+// 128-bit whenever every pointer is 16-byte aligned and rows start on a vector
+// boundary, else one element.
+//
+// Reduction. No float atomics: a block reduces its threads' sums in a fixed
+// order and writes one partial per (channel, term) to its own cell of a scratch
+// table; a second kernel adds each channel's partials in a fixed order in float64
+// and applies param_grads_from_sums. The grid depends only on the problem's
+// shape and the device, so parameter gradients are bitwise reproducible.
+//
+// No host-device synchronisation anywhere (parameters are read on the device),
+// and scratch comes from the caching allocator: the ops can be captured in a
+// CUDA graph.
+#include "../sqish_kernels.h"
+#include "../sqish_math.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAMacros.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+namespace sqish {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarpSize = 32;
+constexpr int kWarps = kThreads / kWarpSize;
+constexpr int kMaxGridY = 65535;
+constexpr int kVectorBytes = 16;  // one 128-bit load or store per thread
+
+// ---- Parameters, read on the device ---------------------------------------------
+
+// One of alpha, beta, gamma: float32 or float64, 0-dim (stride 0) or per channel.
+struct ParamRef {
+  const void* data;
+  int64_t stride;
+  bool is_double;
+
+  __device__ double at(int64_t channel) const {
+    const int64_t i = channel * stride;
+    return is_double ? static_cast<const double*>(data)[i] : static_cast<const float*>(data)[i];
+  }
+};
+
+struct Params {
+  ParamRef alpha, beta, gamma;
+
+  // Derived in float64, then rounded once to the compute type (as on the CPU).
+  __device__ Coeffs<double> coeffs(int64_t channel) const {
+    return make_coeffs(alpha.at(channel), beta.at(channel), gamma.at(channel));
+  }
+  template <typename T>
+  __device__ Coeffs<T> coeffs_as(int64_t channel) const {
+    const Coeffs<double> d = coeffs(channel);
+    return {T(d.alpha), T(d.one_minus_alpha), T(d.k), T(d.c)};
+  }
+};
+
+ParamRef param_ref(const at::Tensor& param) {
+  return {param.const_data_ptr(), param.dim() == 0 ? 0 : param.stride(0),
+          param.scalar_type() == at::kDouble};
+}
+
+Params params_of(const Problem& problem) {
+  return {param_ref(problem.alpha), param_ref(problem.beta), param_ref(problem.gamma)};
+}
+
+// ---- The walk over a slice --------------------------------------------------------
+
+struct Tiling {
+  int64_t numel;
+  int64_t rows, cols, pitch;
+  int64_t slice_stride;     // storage offset between consecutive slices
+  int64_t col_tiles;        // ceil(cols / (tile_width·kVec))
+  int32_t tile_width;       // threads across a tile
+  int32_t row_lanes;        // rows a tile covers at once; tile_width·row_lanes ≤ kThreads
+  int32_t blocks_per_slice; // blockIdx.x = slice·blocks_per_slice + column block
+};
+
+// Where this thread walks: its slice, its column block, and its place in a tile.
+struct Walker {
+  int64_t slice, column_block;
+  int32_t lane_x, lane_y;
+  bool active;  // threads past tile_width·row_lanes have no columns
+
+  __device__ explicit Walker(const Tiling& t)
+      : slice(blockIdx.x / t.blocks_per_slice),
+        column_block(blockIdx.x % t.blocks_per_slice),
+        lane_x(threadIdx.x % t.tile_width),
+        lane_y(threadIdx.x / t.tile_width),
+        active(lane_y < t.row_lanes) {}
+
+  // First column of this thread's vector in column tile `tile`.
+  template <int kVec>
+  __device__ int64_t column(const Tiling& t, int64_t tile) const {
+    return (tile * t.tile_width + lane_x) * kVec;
+  }
+
+  // Calls fn(col) for each column tile of this block that gives this thread a
+  // column inside the row.
+  template <int kVec, typename ColumnFn>
+  __device__ void for_each_column(const Tiling& t, const ColumnFn& fn) const {
+    for (int64_t tile = column_block; tile < t.col_tiles; tile += t.blocks_per_slice) {
+      const int64_t col = column<kVec>(t, tile);
+      if (col >= t.cols) break;  // later tiles lie further right
+      fn(col);
+    }
+  }
+
+  // Calls fn(offset, count) for each group of kUnroll of this thread's rows:
+  // offset[u] is the storage offset of its vector in the u-th, count[u] how many
+  // of its elements exist (kVec, fewer at the end of the storage, 0 past it).
+  template <int kVec, int kUnroll, typename StepFn>
+  __device__ void for_each_row_group(const Tiling& t, int64_t col, const StepFn& fn) const {
+    const int64_t row_step = int64_t(gridDim.y) * t.row_lanes;
+    const int64_t first = int64_t(blockIdx.y) * t.row_lanes + lane_y;
+    for (int64_t row = first; row < t.rows; row += kUnroll * row_step) {
+      int64_t offset[kUnroll];
+      int count[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t r = row + u * row_step;
+        offset[u] = slice * t.slice_stride + r * t.pitch + col;
+        count[u] = r < t.rows ? int(std::clamp<int64_t>(t.numel - offset[u], 0, kVec)) : 0;
+      }
+      fn(offset, count);
+    }
+  }
+};
+
+// kVec elements in the compute type; a full vector moves as one 128-bit access
+// (the tiling guarantees alignment whenever kVec > 1), the storage's last,
+// partial vector element by element.
+template <typename scalar_t, int kVec>
+struct alignas(sizeof(scalar_t) * kVec) Pack {
+  scalar_t v[kVec];
+};
+
+// Full vectors go through uint4 and __stwb: with a plain struct copy the compiler
+// merges the full and the partial branch and stores element by element.
+template <typename opmath_t, int kVec, typename scalar_t>
+__device__ void load(const scalar_t* p, int count, opmath_t (&out)[kVec]) {
+  if (count == kVec) {
+    Pack<scalar_t, kVec> pack;
+    if constexpr (sizeof(pack) == kVectorBytes) {
+      const uint4 bits = *reinterpret_cast<const uint4*>(p);
+      memcpy(&pack, &bits, kVectorBytes);
+    } else {
+      pack = *reinterpret_cast<const Pack<scalar_t, kVec>*>(p);
+    }
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) out[j] = opmath_t(pack.v[j]);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) out[j] = j < count ? opmath_t(p[j]) : opmath_t(0);
+  }
+}
+
+template <int kVec, typename scalar_t, typename opmath_t>
+__device__ void store(scalar_t* p, int count, const opmath_t (&in)[kVec]) {
+  if (count == kVec) {
+    Pack<scalar_t, kVec> pack;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) pack.v[j] = scalar_t(in[j]);
+    if constexpr (sizeof(pack) == kVectorBytes) {
+      uint4 bits;
+      memcpy(&bits, &pack, kVectorBytes);
+      __stwb(reinterpret_cast<uint4*>(p), bits);
+    } else {
+      *reinterpret_cast<Pack<scalar_t, kVec>*>(p) = pack;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      if (j < count) p[j] = scalar_t(in[j]);
+    }
+  }
+}
+
+// The coefficients of a thread's kVec columns: one set when the slice decides
+// the channel, one per column when the column is the channel.
+template <typename opmath_t, int kVec, bool kPerColumn>
+struct ColumnCoeffs {
+  static constexpr int kSets = kPerColumn ? kVec : 1;
+  Coeffs<opmath_t> set[kSets];
+
+  __device__ void load_for_slice(const Params& params, int64_t slice) {
+    if constexpr (!kPerColumn) set[0] = params.coeffs_as<opmath_t>(slice);
+  }
+  __device__ void load_for_columns(const Params& params, int64_t col) {
+    if constexpr (kPerColumn) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) set[j] = params.coeffs_as<opmath_t>(col + j);
+    }
+  }
+  __device__ const Coeffs<opmath_t>& of(int j) const { return set[kPerColumn ? j : 0]; }
+};
+
+// bfloat16 and float16 are computed in float32 with the fast gate (sqish_math.h).
+template <typename scalar_t>
+using PrecisionFor = std::conditional_t<std::is_same_v<at::opmath_type<scalar_t>, scalar_t>, Accurate, Fast>;
+
+// Rows a thread handles at once: two independent 128-bit loads in flight per
+// thread, as the memory system needs to stream at full bandwidth. One when the
+// columns are channels: then kVec parameter sets and sums already fill the
+// registers.
+template <bool kPerColumn>
+constexpr int kUnrollRows = kPerColumn ? 1 : 2;
+
+template <typename scalar_t, int kVec, bool kPerColumn>
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(const scalar_t* x, scalar_t* out, Tiling tiling, Params params) {
+  // No __restrict__: out may alias x (the in-place op); each element is read
+  // once, then written, by the same thread.
+  using opmath_t = at::opmath_type<scalar_t>;
+  constexpr int kUnroll = kUnrollRows<kPerColumn>;
+  const Walker walker(tiling);
+  if (!walker.active) return;
+  ColumnCoeffs<opmath_t, kVec, kPerColumn> coeffs;
+  coeffs.load_for_slice(params, walker.slice);
+  walker.for_each_column<kVec>(tiling, [&](int64_t col) {
+    coeffs.load_for_columns(params, col);
+    walker.for_each_row_group<kVec, kUnroll>(tiling, col, [&](const int64_t(&offset)[kUnroll], const int(&count)[kUnroll]) {
+      opmath_t v[kUnroll][kVec];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) load<opmath_t, kVec>(x + offset[u], count[u], v[u]);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) v[u][j] = forward<PrecisionFor<scalar_t>>(v[u][j], coeffs.of(j));
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) store<kVec>(out + offset[u], count[u], v[u]);
+    });
+  });
+}
+
+// ---- Reductions: fixed order, so bitwise reproducible ------------------------------
+
+enum Term { kXSc, kXQ, kX2Q, kTerms };
+
+__device__ double warp_sum(double v) {
+#pragma unroll
+  for (int delta = kWarpSize / 2; delta > 0; delta /= 2) v += __shfl_down_sync(0xffffffffu, v, delta);
+  return v;
+}
+
+// The sum over the block of each thread's v[term], valid in thread 0.
+__device__ void block_sum(double (&v)[kTerms]) {
+  __shared__ double warp_sums[kTerms][kWarps];
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+#pragma unroll
+  for (int k = 0; k < kTerms; ++k) {
+    v[k] = warp_sum(v[k]);
+    if (lane == 0) warp_sums[k][warp] = v[k];
+  }
+  __syncthreads();
+  if (warp == 0) {
+#pragma unroll
+    for (int k = 0; k < kTerms; ++k) v[k] = warp_sum(lane < kWarps ? warp_sums[k][lane] : 0.0);
+  }
+}
+
+// Scratch for the partial sums: partials[(channel·kTerms + term)·splits + split].
+struct Partials {
+  double* data;
+  int64_t splits;
+
+  __device__ double& at(int64_t channel, int term, int64_t split) const {
+    return data[(channel * kTerms + term) * splits + split];
+  }
+};
+
+template <typename scalar_t, int kVec, bool kPerColumn, bool kParamGrads>
+__global__ void __launch_bounds__(kThreads)
+    backward_kernel(const scalar_t* __restrict__ grad_output, const scalar_t* __restrict__ x,
+                    scalar_t* __restrict__ grad_input, Tiling tiling, Params params, Partials partials) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  using ThreadCoeffs = ColumnCoeffs<opmath_t, kVec, kPerColumn>;
+  constexpr int kUnroll = kUnrollRows<kPerColumn>;
+  const Walker walker(tiling);
+  // Per-thread sums stay in opmath (float32 for the 16- and 32-bit types, as in
+  // the CPU kernel's blocks) over the numel / (resident threads) elements of a
+  // thread; everything after is float64.
+  opmath_t sums[ThreadCoeffs::kSets][kTerms] = {};
+  if (walker.active) {
+    ThreadCoeffs coeffs;
+    coeffs.load_for_slice(params, walker.slice);
+    walker.for_each_column<kVec>(tiling, [&](int64_t col) {
+      coeffs.load_for_columns(params, col);
+      walker.for_each_row_group<kVec, kUnroll>(tiling, col, [&](const int64_t(&offset)[kUnroll], const int(&count)[kUnroll]) {
+        opmath_t g[kUnroll][kVec], v[kUnroll][kVec];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          load<opmath_t, kVec>(grad_output + offset[u], count[u], g[u]);
+          load<opmath_t, kVec>(x + offset[u], count[u], v[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+          for (int j = 0; j < kVec; ++j) {
+            const BackwardTerms<opmath_t> t =
+                backward_terms<PrecisionFor<scalar_t>>(g[u][j], v[u][j], coeffs.of(j));
+            v[u][j] = t.grad_input;
+            if constexpr (kParamGrads) {
+              // Only elements that exist: a zero-filled lane can still give NaN
+              // terms (γ = ∞ makes k·0 NaN).
+              if (j < count[u]) {
+                opmath_t* s = sums[kPerColumn ? j : 0];
+                s[kXSc] += t.x_sc, s[kXQ] += t.x_q, s[kX2Q] += t.x2_q;
+              }
+            }
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) store<kVec>(grad_input + offset[u], count[u], v[u]);
+      });
+    });
+  }
+  if constexpr (kParamGrads) {
+    if constexpr (!kPerColumn) {
+      // Every element of this block belongs to channel `slice`.
+      double total[kTerms];
+#pragma unroll
+      for (int k = 0; k < kTerms; ++k) total[k] = sums[0][k];
+      block_sum(total);
+      if (threadIdx.x == 0) {
+        const int64_t split = int64_t(blockIdx.y) * tiling.blocks_per_slice + walker.column_block;
+#pragma unroll
+        for (int k = 0; k < kTerms; ++k) partials.at(walker.slice, k, split) = total[k];
+      }
+    } else {
+      // Each column is a channel: add the row lanes of each column, a tree over
+      // lane_y in shared memory, one term at a time. The block owns one column
+      // tile (plan_launch), so the thread's columns start at `col`.
+      __shared__ double column_sums[kVec][kThreads];
+      const int64_t col = walker.column<kVec>(tiling, walker.column_block);
+      const int lanes = tiling.row_lanes;
+      int top = 1;
+      while (top < lanes) top *= 2;
+      for (int k = 0; k < kTerms; ++k) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) column_sums[j][threadIdx.x] = sums[j][k];
+        __syncthreads();
+        for (int half = top / 2; half > 0; half /= 2) {
+          if (walker.active && walker.lane_y < half && walker.lane_y + half < lanes) {
+            const int other = threadIdx.x + half * tiling.tile_width;
+#pragma unroll
+            for (int j = 0; j < kVec; ++j) column_sums[j][threadIdx.x] += column_sums[j][other];
+          }
+          __syncthreads();
+        }
+        if (walker.active && walker.lane_y == 0 && col < tiling.cols) {
+#pragma unroll
+          for (int j = 0; j < kVec; ++j) partials.at(col + j, k, blockIdx.y) = column_sums[j][threadIdx.x];
+        }
+        __syncthreads();  // before the next term overwrites column_sums
+      }
+    }
+  }
+}
+
+// One warp per channel: adds the channel's partials in a fixed order and writes
+// its row of param_grads.
+constexpr int kFinalizeThreads = 128;
+
+__global__ void __launch_bounds__(kFinalizeThreads)
+    finalize_param_grads_kernel(Partials partials, int64_t channels, Params params, double* param_grads) {
+  const int64_t channel = int64_t(blockIdx.x) * (kFinalizeThreads / kWarpSize) + threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  if (channel >= channels) return;  // whole warps only: no block-wide barrier follows
+  // Several independent loads in flight per lane: with one channel, the partials
+  // of the whole grid (about a thousand per term) go through one warp.
+  double sums[kTerms] = {};
+#pragma unroll 4
+  for (int64_t split = lane; split < partials.splits; split += kWarpSize) {
+#pragma unroll
+    for (int k = 0; k < kTerms; ++k) sums[k] += partials.at(channel, k, split);
+  }
+#pragma unroll
+  for (int k = 0; k < kTerms; ++k) sums[k] = warp_sum(sums[k]);
+  if (lane == 0) {
+    const double beta = params.beta.at(channel);
+    const ParamGrads<double> g =
+        param_grads_from_sums(beta, params.coeffs(channel), sums[kXSc], sums[kXQ], sums[kX2Q]);
+    param_grads[3 * channel] = g.alpha;
+    param_grads[3 * channel + 1] = g.beta;
+    param_grads[3 * channel + 2] = g.gamma;
+  }
+}
+
+// ---- Launch configuration --------------------------------------------------------
+
+int multiprocessor_count(int device) {
+  static std::array<std::atomic<int>, C10_COMPILE_TIME_MAX_GPUS> cache{};
+  int count = cache[device].load(std::memory_order_relaxed);
+  if (count == 0) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    cache[device].store(count, std::memory_order_relaxed);
+  }
+  return count;
+}
+
+// The blocks of `kernel` that the device runs at once: the grid that fills it in
+// exactly one wave. A grid-stride kernel gains nothing from more blocks, and a
+// partial second wave would idle most of the GPU while it runs.
+template <auto kernel>
+int64_t resident_blocks(int device) {
+  static std::array<std::atomic<int>, C10_COMPILE_TIME_MAX_GPUS> cache{};
+  int per_multiprocessor = cache[device].load(std::memory_order_relaxed);
+  if (per_multiprocessor == 0) {
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, kThreads, 0));
+    per_multiprocessor = std::max(per_multiprocessor, 1);
+    cache[device].store(per_multiprocessor, std::memory_order_relaxed);
+  }
+  return int64_t(per_multiprocessor) * multiprocessor_count(device);
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+bool is_channels_innermost(const Problem& problem) {
+  return problem.channels > 1 && problem.channel_stride == 1;
+}
+
+// The widest vector every tensor's alignment and the slices' row starts allow:
+// 128 bits, or one element.
+template <typename scalar_t>
+int vector_width(const Problem& problem, std::initializer_list<const at::Tensor*> tensors) {
+  constexpr int kWide = kVectorBytes / sizeof(scalar_t);
+  for (const at::Tensor* t : tensors) {
+    if (reinterpret_cast<uintptr_t>(t->const_data_ptr()) % kVectorBytes != 0) return 1;
+  }
+  // Rows start at multiples of the channel stride (or of C when channels are innermost).
+  const int64_t row_quantum = problem.channels == 1 ? 0
+                              : is_channels_innermost(problem) ? problem.channels
+                                                               : problem.channel_stride;
+  return row_quantum % kWide == 0 ? kWide : 1;
+}
+
+struct Launch {
+  Tiling tiling;
+  dim3 grid;
+  int64_t splits;  // partial sums per channel
+};
+
+Launch plan_launch(const Problem& problem, int vec, int64_t target_blocks) {
+  const int64_t numel = problem.x.numel(), channels = problem.channels;
+  const bool per_column = is_channels_innermost(problem);
+  Tiling t{};
+  int64_t slices = 1;
+  t.numel = numel;
+  if (channels == 1) {
+    t.cols = t.pitch = int64_t(kThreads) * vec;
+    t.rows = ceil_div(numel, t.cols), t.slice_stride = 0;
+  } else if (per_column) {
+    t.rows = numel / channels, t.cols = channels, t.pitch = channels, t.slice_stride = 0;
+  } else {
+    slices = channels;
+    t.cols = problem.channel_stride, t.pitch = channels * problem.channel_stride;
+    t.rows = numel / t.pitch, t.slice_stride = problem.channel_stride;
+  }
+  t.tile_width = int32_t(std::min<int64_t>(ceil_div(t.cols, vec), kThreads));
+  t.row_lanes = kThreads / t.tile_width;
+  t.col_tiles = ceil_div(t.cols, int64_t(t.tile_width) * vec);
+  // Per-column blocks own one column tile each, so that the partial of a
+  // channel is the sum over one block's rows; otherwise blocks stride over tiles.
+  const int64_t column_blocks =
+      per_column ? t.col_tiles : std::clamp<int64_t>(target_blocks / slices, 1, t.col_tiles);
+  const int64_t row_blocks = std::clamp<int64_t>(target_blocks / (slices * column_blocks), 1,
+                                                 std::min<int64_t>(ceil_div(t.rows, t.row_lanes), kMaxGridY));
+  TORCH_CHECK(slices * column_blocks <= std::numeric_limits<int32_t>::max(), "sqish (CUDA): ", channels,
+              " channels of ", t.cols, " elements each exceed the launch grid; x has shape ", problem.x.sizes());
+  t.blocks_per_slice = int32_t(column_blocks);
+  return {t, dim3(unsigned(slices * column_blocks), unsigned(row_blocks)),
+          (per_column ? 1 : column_blocks) * row_blocks};
+}
+
+// Calls fn(std::integral_constant<int, kVec>, std::bool_constant<kPerColumn>).
+template <typename scalar_t, typename Fn>
+void with_layout(int vec, bool per_column, const Fn& fn) {
+  constexpr int kWide = kVectorBytes / sizeof(scalar_t);
+  auto with_vec = [&](auto per_column_constant) {
+    if (vec == kWide) {
+      fn(std::integral_constant<int, kWide>{}, per_column_constant);
+    } else {
+      fn(std::integral_constant<int, 1>{}, per_column_constant);
+    }
+  };
+  if (per_column) {
+    with_vec(std::true_type{});
+  } else {
+    with_vec(std::false_type{});
+  }
+}
+
+}  // namespace
+
+void forward_cuda(const Problem& problem, const at::Tensor& out) {
+  const c10::cuda::CUDAGuard guard(problem.x.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const int device = problem.x.get_device();
+  const Params params = params_of(problem);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, problem.x.scalar_type(), "sqish_cuda_forward", [&] {
+    const int vec = vector_width<scalar_t>(problem, {&problem.x, &out});
+    with_layout<scalar_t>(vec, is_channels_innermost(problem), [&](auto vec_constant, auto per_column_constant) {
+      constexpr auto kernel = forward_kernel<scalar_t, decltype(vec_constant)::value, decltype(per_column_constant)::value>;
+      const Launch launch = plan_launch(problem, vec_constant, resident_blocks<kernel>(device));
+      kernel<<<launch.grid, kThreads, 0, stream>>>(problem.x.const_data_ptr<scalar_t>(),
+                                                   out.mutable_data_ptr<scalar_t>(), launch.tiling, params);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+}
+
+void backward_cuda(const Problem& problem, const at::Tensor& grad_output, const at::Tensor& grad_input,
+                   const at::Tensor& param_grads) {
+  const c10::cuda::CUDAGuard guard(problem.x.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const int device = problem.x.get_device();
+  const Params params = params_of(problem);
+  const bool with_param_grads = param_grads.defined();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, problem.x.scalar_type(), "sqish_cuda_backward", [&] {
+    const int vec = vector_width<scalar_t>(problem, {&problem.x, &grad_output, &grad_input});
+    with_layout<scalar_t>(vec, is_channels_innermost(problem), [&](auto vec_constant, auto per_column_constant) {
+      constexpr int kVec = decltype(vec_constant)::value;
+      constexpr bool kPerColumn = decltype(per_column_constant)::value;
+      const scalar_t* g = grad_output.const_data_ptr<scalar_t>();
+      const scalar_t* x = problem.x.const_data_ptr<scalar_t>();
+      scalar_t* gx = grad_input.mutable_data_ptr<scalar_t>();
+      if (!with_param_grads) {
+        constexpr auto kernel = backward_kernel<scalar_t, kVec, kPerColumn, false>;
+        const Launch launch = plan_launch(problem, kVec, resident_blocks<kernel>(device));
+        kernel<<<launch.grid, kThreads, 0, stream>>>(g, x, gx, launch.tiling, params, Partials{nullptr, 0});
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        return;
+      }
+      constexpr auto kernel = backward_kernel<scalar_t, kVec, kPerColumn, true>;
+      const Launch launch = plan_launch(problem, kVec, resident_blocks<kernel>(device));
+      // Every cell is written by exactly one block, so no zero-fill is needed.
+      const at::Tensor scratch =
+          at::empty({problem.channels * kTerms * launch.splits}, problem.x.options().dtype(at::kDouble));
+      const Partials partials{scratch.mutable_data_ptr<double>(), launch.splits};
+      kernel<<<launch.grid, kThreads, 0, stream>>>(g, x, gx, launch.tiling, params, partials);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      constexpr int64_t kChannelsPerBlock = kFinalizeThreads / kWarpSize;
+      finalize_param_grads_kernel<<<unsigned(ceil_div(problem.channels, kChannelsPerBlock)), kFinalizeThreads, 0,
+                                    stream>>>(partials, problem.channels, params,
+                                              param_grads.mutable_data_ptr<double>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+}
+
+}  // namespace sqish
