@@ -135,7 +135,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sqish_backward(
     }
     return {grad_input, at::Tensor(), at::Tensor(), at::Tensor()};
   }
-  at::Tensor table = at::zeros({problem.channels, 3}, x.options().dtype(at::kDouble));
+  // Each backend writes every row; with no elements, every gradient is 0.
+  const auto table_options = x.options().dtype(at::kDouble);
+  at::Tensor table = problem.x.numel() > 0 ? at::empty({problem.channels, 3}, table_options)
+                                           : at::zeros({problem.channels, 3}, table_options);
   if (problem.x.numel() > 0) {
 #if defined(SQISH_WITH_CUDA)
     if (x.is_cuda()) backward_cuda(problem, grad, grad_input, table);

@@ -209,8 +209,10 @@ template <typename Precision = Accurate, typename T>
 SQISH_HOST_DEVICE BackwardTerms<T> backward_terms(T grad, T x, const Coeffs<T>& p) {
   const Gate<T> g = gate<Precision>(x, p);
   const T q = g.s * g.sc;
-  const T x_q = times_gate(x, q);
-  const T x2_q = times_gate(x * x, q);
+  // x where q ≠ 0, else 0: the limits of x·q and x²·q at x = ±∞ are 0.
+  const T x_where_q = select(is_zero(q), T(0), x);
+  const T x_q = x_where_q * q;
+  const T x2_q = x_where_q * x_q;
   const T x_sc = times_gate(x, g.sc);
   return {grad * mul_add(p.one_minus_alpha, mul_add(p.k, x_q, g.s), p.alpha),
           grad * x_sc, grad * x_q, grad * x2_q};
