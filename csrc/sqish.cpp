@@ -106,7 +106,8 @@ at::Tensor& sqish_inplace_autograd(at::Tensor& x, const at::Tensor& alpha, const
 // the parameter is a single value shared by all of them.
 // Each is a fresh tensor: the outputs must not alias the table or each other.
 at::Tensor parameter_grad(const at::Tensor& per_channel, const at::Tensor& param) {
-  if (param.dim() == 0) return per_channel.sum().to(param.scalar_type());
+  if (param.dim() == 0 && per_channel.size(0) > 1) return per_channel.sum().to(param.scalar_type());
+  if (param.dim() == 0) return per_channel.reshape({}).to(param.scalar_type(), false, /*copy=*/true);
   return per_channel.to(param.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
 }
 
