@@ -66,6 +66,15 @@ void run_forward(const Problem& problem, const at::Tensor& out) {
   forward_cpu(problem, out);
 }
 
+void run_backward(const Problem& problem, const at::Tensor& grad_output, const at::Tensor& grad_input,
+                  const at::Tensor& param_grads) {
+  if (problem.x.numel() == 0) return;
+#if defined(SQISH_WITH_CUDA)
+  if (problem.x.is_cuda()) return backward_cuda(problem, grad_output, grad_input, param_grads);
+#endif
+  backward_cpu(problem, grad_output, grad_input, param_grads);
+}
+
 at::Tensor sqish_forward(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& beta,
                          const at::Tensor& gamma) {
   const Problem problem = make_problem("sqish", x, alpha, beta, gamma);
@@ -127,26 +136,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sqish_backward(
                               : at::empty_like(problem.x).copy_(grad_output);
   at::Tensor grad_input = at::empty_like(problem.x);
   if (!compute_param_grads) {
-    if (problem.x.numel() > 0) {
-#if defined(SQISH_WITH_CUDA)
-      if (x.is_cuda()) backward_cuda(problem, grad, grad_input, at::Tensor());
-      else
-#endif
-        backward_cpu(problem, grad, grad_input, at::Tensor());
-    }
+    run_backward(problem, grad, grad_input, at::Tensor());
     return {grad_input, at::Tensor(), at::Tensor(), at::Tensor()};
   }
   // Each backend writes every row; with no elements, every gradient is 0.
   const auto table_options = x.options().dtype(at::kDouble);
   at::Tensor table = problem.x.numel() > 0 ? at::empty({problem.channels, 3}, table_options)
                                            : at::zeros({problem.channels, 3}, table_options);
-  if (problem.x.numel() > 0) {
-#if defined(SQISH_WITH_CUDA)
-    if (x.is_cuda()) backward_cuda(problem, grad, grad_input, table);
-    else
-#endif
-      backward_cpu(problem, grad, grad_input, table);
-  }
+  run_backward(problem, grad, grad_input, table);
   return {grad_input, parameter_grad(table.select(1, 0), alpha), parameter_grad(table.select(1, 1), beta),
           parameter_grad(table.select(1, 2), gamma)};
 }
