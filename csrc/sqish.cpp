@@ -101,23 +101,26 @@ at::Tensor& sqish_inplace_autograd(at::Tensor& x, const at::Tensor& alpha, const
               "sqish_: the in-place Sqish overwrites its input, which the backward needs; x or a "
               "parameter requires grad here. Use sqish (out of place) for training, or call sqish_ "
               "under torch.no_grad() / torch.inference_mode()");
-  // Autograd's saved-tensor checks rely on the version counter of mutated inputs.
-  x.unsafeGetTensorImpl()->bump_version();
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("sqish::sqish_", "")
                              .typed<at::Tensor&(at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                 const at::Tensor&)>();
-  at::AutoDispatchBelowADInplaceOrView below_autograd;
-  return op.call(x, alpha, beta, gamma);
+  {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    op.call(x, alpha, beta, gamma);
+  }
+  // Autograd's saved-tensor checks rely on the version counter of mutated inputs.
+  x.unsafeGetTensorImpl()->bump_version();
+  return x;
 }
 
 // One parameter's gradient from the per-channel table: summed over channels when
-// the parameter is a single value shared by all of them.
-// Each is a fresh tensor: the outputs must not alias the table or each other.
+// the parameter is a single value shared by several. Always a fresh tensor: the
+// outputs must not alias the table or each other.
 at::Tensor parameter_grad(const at::Tensor& per_channel, const at::Tensor& param) {
-  if (param.dim() == 0 && per_channel.size(0) > 1) return per_channel.sum().to(param.scalar_type());
-  if (param.dim() == 0) return per_channel.reshape({}).to(param.scalar_type(), false, /*copy=*/true);
-  return per_channel.to(param.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
+  const bool shared = param.dim() == 0 && per_channel.size(0) > 1;
+  const at::Tensor grad = shared ? per_channel.sum() : per_channel.reshape(param.sizes());
+  return grad.to(param.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sqish_backward(

@@ -1,6 +1,6 @@
 """Autograd and fake-tensor rules for the compiled ops, and the functional API."""
 import numbers
-from typing import Union
+from typing import Tuple, Union
 
 import torch
 
@@ -134,9 +134,21 @@ def as_parameter_tensor(name: str, value: Union[float, torch.Tensor], device: to
     return torch.tensor(float(value), dtype=torch.float64, device=device)
 
 
-def _check_input(x):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"sqish: x must be a tensor, got {type(x).__name__}")
+def _parameter_tensors(
+    x: torch.Tensor,
+    alpha: Union[float, torch.Tensor],
+    beta: Union[float, torch.Tensor],
+    gamma: Union[float, torch.Tensor],
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checks x and turns the parameters into the tensors the ops take."""
+    if not torch.jit.is_scripting():
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"sqish: x must be a tensor, got {type(x).__name__}")
+    return (
+        as_parameter_tensor("alpha", alpha, x.device),
+        as_parameter_tensor("beta", beta, x.device),
+        as_parameter_tensor("gamma", gamma, x.device),
+    )
 
 
 # The annotations make both functions scriptable (torch.jit.script compiles them
@@ -149,14 +161,8 @@ def sqish(
 ) -> torch.Tensor:
     """Sqish of x. alpha, beta, gamma are floats or float32/float64 tensors, each
     0-dim or of size x.size(1) (one value per channel); tensors are differentiable."""
-    if not torch.jit.is_scripting():
-        _check_input(x)
-    return torch.ops.sqish.sqish(
-        x,
-        as_parameter_tensor("alpha", alpha, x.device),
-        as_parameter_tensor("beta", beta, x.device),
-        as_parameter_tensor("gamma", gamma, x.device),
-    )
+    a, b, g = _parameter_tensors(x, alpha, beta, gamma)
+    return torch.ops.sqish.sqish(x, a, b, g)
 
 
 def sqish_(
@@ -167,11 +173,5 @@ def sqish_(
 ) -> torch.Tensor:
     """In-place Sqish for inference: overwrites and returns x. Raises when autograd
     would need the overwritten input (use it under torch.no_grad() or inference_mode)."""
-    if not torch.jit.is_scripting():
-        _check_input(x)
-    return torch.ops.sqish.sqish_(
-        x,
-        as_parameter_tensor("alpha", alpha, x.device),
-        as_parameter_tensor("beta", beta, x.device),
-        as_parameter_tensor("gamma", gamma, x.device),
-    )
+    a, b, g = _parameter_tensors(x, alpha, beta, gamma)
+    return torch.ops.sqish.sqish_(x, a, b, g)
