@@ -1,10 +1,11 @@
 // The Sqish function and its derivatives: the one place for the math, shared by
-// the CPU kernels (scalar and at::vec::Vectorized types) and the CUDA kernels.
+// the CPU kernels (scalar and SIMD vector types) and the CUDA kernels.
 //
 //   f(x) = αx + (1−α)·x·s,   s = σ(w),   w = k·x + c,   k = 2γ(1−α),   c = −ln β
 //
 // Every formula is a template over T, which is float or double (host or device)
-// or, in the CPU kernel translation units, an at::vec::Vectorized of them.
+// or, in the CPU kernels, a simd::Vec of them (cpu/simd.h supplies the vector
+// forms of the primitives below).
 // See docs/math.md for the derivation.
 #pragma once
 
@@ -14,10 +15,6 @@
 #define SQISH_HOST_DEVICE __host__ __device__ __forceinline__
 #else
 #define SQISH_HOST_DEVICE inline
-#endif
-
-#if defined(CPU_CAPABILITY)
-#include <ATen/cpu/vec/vec.h>
 #endif
 
 namespace sqish {
@@ -52,7 +49,7 @@ SQISH_HOST_DEVICE ParamGrads<T> param_grads_from_sums(
           T(2) * p.one_minus_alpha * p.one_minus_alpha * sum_x2_q};
 }
 
-// ---- Primitives: the scalar forms here, the vector forms below ---------------
+// ---- Primitives: the scalar forms; cpu/simd.h has the vector forms -----------
 
 template <typename T>
 SQISH_HOST_DEVICE T select(bool mask, T if_true, T if_false) {
@@ -88,68 +85,6 @@ template <typename T>
 SQISH_HOST_DEVICE T mul_add(T a, T b, T c) {
   return a * b + c;
 }
-
-#if defined(CPU_CAPABILITY)
-using at::vec::Vectorized;
-
-template <typename T>
-inline Vectorized<T> select(const Vectorized<T>& mask, const Vectorized<T>& if_true,
-                            const Vectorized<T>& if_false) {
-  return Vectorized<T>::blendv(if_false, if_true, mask);
-}
-template <typename T>
-inline Vectorized<T> is_nonnegative(const Vectorized<T>& v) {
-  return v >= Vectorized<T>(T(0));
-}
-template <typename T>
-inline Vectorized<T> is_zero(const Vectorized<T>& v) {
-  return v == Vectorized<T>(T(0));
-}
-template <typename T>
-inline Vectorized<T> exp_of(const Vectorized<T>& v) {
-  return v.exp();
-}
-template <typename T>
-inline Vectorized<T> abs_of(const Vectorized<T>& v) {
-  return v.abs();
-}
-template <typename T>
-inline Vectorized<T> mul_add(const Vectorized<T>& a, const Vectorized<T>& b, const Vectorized<T>& c) {
-  return at::vec::fmadd(a, b, c);
-}
-
-#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
-// e^v for float vectors, inline: the library's Sleef call is opaque, and every
-// vector register is caller-saved, so each call spilled the kernels' live values.
-// Cody–Waite reduction v = n·ln 2 + r with |r| ≤ ln 2 / 2, Cephes' degree-6
-// polynomial for e^r (about 1 ulp), and 2^n applied as two factors so that
-// subnormal results are rounded once. Clamping keeps n in range (below −104 the
-// result rounds to 0, above 89 to ∞) and keeps NaN, which these min/max return.
-inline Vectorized<float> exp_of(const Vectorized<float>& v) {
-  using V = Vectorized<float>;
-  using I = Vectorized<int32_t>;
-  const V x = at::vec::clamp(v, V(-104.0f), V(89.0f));
-  // Adding 1.5·2^23 rounds x·log2(e) to an integer held in the low mantissa bits.
-  const V shifter(12582912.0f);
-  const V shifted = at::vec::fmadd(x, V(1.44269504088896341f), shifter);
-  const V n = shifted - shifter;
-  V r = at::vec::fmadd(n, V(-0.693359375f), x);
-  r = at::vec::fmadd(n, V(2.12194440e-4f), r);
-  V p(1.9875691500e-4f);
-  p = at::vec::fmadd(p, r, V(1.3981999507e-3f));
-  p = at::vec::fmadd(p, r, V(8.3334519073e-3f));
-  p = at::vec::fmadd(p, r, V(4.1665795894e-2f));
-  p = at::vec::fmadd(p, r, V(1.6666665459e-1f));
-  p = at::vec::fmadd(p, r, V(5.0000001201e-1f));
-  const V e_r = at::vec::fmadd(p * r, r, r + V(1.0f));
-  const I n_int = at::vec::cast<int32_t>(shifted) - at::vec::cast<int32_t>(shifter);
-  const I half = n_int >> I(1);
-  const V scale_lo = at::vec::cast<float>((half + I(127)) << I(23));
-  const V scale_hi = at::vec::cast<float>((n_int - half + I(127)) << I(23));
-  return e_r * scale_lo * scale_hi;
-}
-#endif
-#endif
 
 // How the gate evaluates its exp and its reciprocal.
 //   Accurate: the library exp and a correctly rounded division.

@@ -5,11 +5,16 @@ this package adds their autograd and fake-tensor rules and a friendly API.
 """
 from sqish_ext import _library
 
-_library.load()
+#: Why the CUDA kernels are off (a CPU-only build, or a torch without CUDA or with
+#: another CUDA major), or None when they are loaded. CUDA tensors get this text.
+CUDA_KERNELS_OFF = _library.load()
 
-from sqish_ext.ops import sqish, sqish_  # noqa: E402
+from sqish_ext.ops import refuse_cuda, sqish, sqish_  # noqa: E402
 from sqish_ext.nn import Sqish  # noqa: E402
 from sqish_ext.integration import replace_activations  # noqa: E402
 
-__all__ = ["sqish", "sqish_", "Sqish", "replace_activations"]
+if CUDA_KERNELS_OFF is not None:
+    refuse_cuda(CUDA_KERNELS_OFF)
+
+__all__ = ["sqish", "sqish_", "Sqish", "replace_activations", "CUDA_KERNELS_OFF"]
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """The Sqish module."""
 import torch
 
-from sqish_ext.ops import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, as_parameter_tensor
+from sqish_ext.ops import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, as_parameter_tensor, call_op
 
 
 class Sqish(torch.nn.Module):
@@ -29,7 +29,7 @@ class Sqish(torch.nn.Module):
                 self.register_buffer(name, tensor)
 
     def forward(self, x):
-        return torch.ops.sqish.sqish(x, self.alpha, self.beta, self.gamma)
+        return call_op("sqish", x, self.alpha, self.beta, self.gamma)
 
     def extra_repr(self):
         def show(t):

@@ -1,8 +1,10 @@
 """Autograd and fake-tensor rules for the compiled ops, and the functional API."""
 import numbers
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
+
+from sqish_ext import _errors
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_BETA = 1.0
@@ -96,6 +98,39 @@ torch.library.register_autograd(
 )
 
 
+# The in-place op overwrites the input that any backward would need, so it has no
+# derivative: under autograd it refuses rather than record a wrong graph. Its
+# kernels write through raw pointers, so this kernel also bumps x's version
+# counter, on which autograd's checks of saved tensors rely.
+_IMPL = torch.library.Library("sqish", "IMPL")
+
+
+def _sqish_inplace_autograd(keyset, x, alpha, beta, gamma):
+    if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad or beta.requires_grad
+                                    or gamma.requires_grad):
+        raise RuntimeError(
+            "sqish_: the in-place Sqish overwrites its input, which the backward needs; x or a parameter "
+            "requires grad here. Use sqish (out of place) for training, or call sqish_ under "
+            "torch.no_grad() / torch.inference_mode()"
+        )
+    with torch._C._AutoDispatchBelowAutograd():
+        torch.ops.sqish.sqish_.default.redispatch(keyset & torch._C._after_autograd_keyset, x, alpha, beta, gamma)
+    torch.autograd.graph.increment_version(x)
+    return x
+
+
+_IMPL.impl("sqish_", _sqish_inplace_autograd, "Autograd", with_keyset=True)
+
+
+def refuse_cuda(reason: str) -> None:
+    """Registers CUDA kernels that explain why the compiled ones are off."""
+    for name in ("sqish", "sqish_", "sqish_backward"):
+        def refuse(*args, _name=name):
+            raise RuntimeError(f"sqish::{_name}: sqish_ext's CUDA kernels are off: {reason}")
+
+        _IMPL.impl(name, refuse, "CUDA")
+
+
 # ---- fake tensors (torch.compile, torch.export) ------------------------------------
 
 
@@ -151,6 +186,27 @@ def _parameter_tensors(
     )
 
 
+@torch.jit.unused
+def _eager_call(name: str, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+                gamma: torch.Tensor) -> torch.Tensor:
+    """Calls torch.ops.sqish.<name>, raising the argument checks' own error types."""
+    try:
+        return getattr(torch.ops.sqish, name)(x, alpha, beta, gamma)
+    except RuntimeError as error:
+        raise _errors.typed(error) from None
+
+
+def call_op(name: str, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+            gamma: torch.Tensor) -> torch.Tensor:
+    """torch.ops.sqish.<name>(x, alpha, beta, gamma) with typed errors in eager mode.
+    Scripted code calls the op itself (TorchScript has no try)."""
+    if torch.jit.is_scripting():
+        if name == "sqish_":
+            return torch.ops.sqish.sqish_(x, alpha, beta, gamma)
+        return torch.ops.sqish.sqish(x, alpha, beta, gamma)
+    return _eager_call(name, x, alpha, beta, gamma)
+
+
 # The annotations make both functions scriptable (torch.jit.script compiles them
 # when a scripted forward calls them); eager calls keep the checks above.
 def sqish(
@@ -162,7 +218,7 @@ def sqish(
     """Sqish of x. alpha, beta, gamma are floats or float32/float64 tensors, each
     0-dim or of size x.size(1) (one value per channel); tensors are differentiable."""
     a, b, g = _parameter_tensors(x, alpha, beta, gamma)
-    return torch.ops.sqish.sqish(x, a, b, g)
+    return call_op("sqish", x, a, b, g)
 
 
 def sqish_(
@@ -174,4 +230,4 @@ def sqish_(
     """In-place Sqish for inference: overwrites and returns x. Raises when autograd
     would need the overwritten input (use it under torch.no_grad() or inference_mode)."""
     a, b, g = _parameter_tensors(x, alpha, beta, gamma)
-    return torch.ops.sqish.sqish_(x, a, b, g)
+    return call_op("sqish_", x, a, b, g)

@@ -65,16 +65,29 @@ def test_parameter_on_another_device_is_a_runtime_error_naming_both():
         torch.ops.sqish.sqish(x, torch.tensor(0.1), *scalar_params("cuda")[1:])
 
 
-def test_backward_with_mismatched_grad_shape_is_a_value_error():
+# torch.ops.sqish.* are stable-ABI ops, whose C++ exceptions all reach Python as
+# RuntimeError; their messages end with the type they stand for, which the
+# functional API and the module raise (sqish_ext/_errors.py).
+def test_backward_op_with_mismatched_grad_shape_names_both_shapes_and_tags_a_value_error():
     x = torch.randn(2, 3)
-    with pytest.raises(ValueError, match=r"grad_output has shape \[3, 2\] but x has shape \[2, 3\]"):
+    with pytest.raises(RuntimeError, match=r"grad_output has shape \[3, 2\] but x has shape \[2, 3\] \[ValueError\]$"):
         torch.ops.sqish.sqish_backward(torch.randn(3, 2), x, *scalar_params(), True)
 
 
-def test_backward_with_mismatched_grad_dtype_is_a_type_error():
+def test_backward_op_with_mismatched_grad_dtype_names_both_dtypes_and_tags_a_type_error():
     x = torch.randn(2, 3)
-    with pytest.raises(TypeError, match="grad_output is Double but x is Float"):
+    with pytest.raises(RuntimeError, match=r"grad_output is Double but x is Float \[TypeError\]$"):
         torch.ops.sqish.sqish_backward(x.double(), x, *scalar_params(), True)
+
+
+def test_module_raises_the_ops_typed_errors():
+    with pytest.raises(TypeError, match=r"^sqish: x must be float32, float64, bfloat16 or float16, got Int$"):
+        sqish_ext.Sqish()(torch.zeros(3, dtype=torch.int32))
+
+
+def test_untagged_op_errors_stay_runtime_errors(monkeypatch):
+    error = RuntimeError("sqish: something else")
+    assert sqish_ext._errors.typed(error) is error
 
 
 def test_module_with_non_positive_num_parameters_is_a_value_error():

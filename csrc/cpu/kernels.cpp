@@ -1,0 +1,332 @@
+// CPU kernels: SIMD (simd.h) and multithreaded with torch::stable::parallel_for.
+//
+// Compiled once per x86-64 level of build.json, with that level's flags and
+// SQISH_CPU_LEVEL naming the namespace of its KernelTable (kernels.h).
+//
+// Layouts. x is dense (sqish_op.h), so with C channels and channel stride S its
+// storage is one of:
+//   shared parameters (C == 1): a flat array;
+//   channel runs (S > 1): [outer][C][S], runs of S elements of one channel (NCHW);
+//   channels innermost (S == 1): rows of C channels ([rows][C]: channels_last, (N, C)).
+// Channel runs broadcast one channel's coefficients over the run. Channels
+// innermost walk a tile of rows one channel vector at a time: its coefficients
+// are loaded once per tile and its gradient sums stay in registers over the tile.
+//
+// Parameter-gradient sums. Each float32 (opmath) accumulator lane adds at most
+// kFlushTerms terms, then flushes into float64 sums per channel. The elements are
+// split into parts fixed by numel, the layout and the thread count, and the parts'
+// sums are added in part order: the same inputs and thread count give bitwise
+// identical parameter gradients.
+#include "kernels.h"
+
+#include "../sqish_math.h"
+#include "simd.h"
+
+#include <torch/csrc/stable/ops.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+namespace sqish::cpu::SQISH_CPU_LEVEL {
+namespace {
+
+using simd::Storage;
+using simd::Vec;
+
+// Elements per parallel task: large enough to amortise the task.
+constexpr int64_t kGrainSize = 32768;
+// Terms one float32 accumulator lane adds before they move into float64.
+constexpr int64_t kFlushTerms = 512;
+// Channels innermost: elements of a tile of rows (16 KiB of float32, well inside L1).
+constexpr int64_t kTileElements = 4096;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// One parameter's value for a channel, read in float64 straight from its storage.
+double parameter_value(const Tensor& param, int64_t channel) {
+  const int64_t i = param.dim() == 0 ? 0 : channel * param.stride(0);
+  return param.scalar_type() == ScalarType::Double ? static_cast<const double*>(param.const_data_ptr())[i]
+                                                   : double(static_cast<const float*>(param.const_data_ptr())[i]);
+}
+
+Coeffs<double> channel_coeffs(const Problem& problem, int64_t channel) {
+  return make_coeffs(parameter_value(problem.alpha, channel), parameter_value(problem.beta, channel),
+                     parameter_value(problem.gamma, channel));
+}
+
+// Every channel's coefficients, derived in float64 and rounded once to the compute
+// type, as a structure of arrays padded to whole vectors: the channels-innermost
+// walk loads a vector of consecutive channels' constants.
+template <typename opmath_t>
+struct ChannelCoeffs {
+  using V = Vec<opmath_t>;
+  std::vector<opmath_t> alpha, one_minus_alpha, k, c;
+
+  explicit ChannelCoeffs(const Problem& problem) {
+    const int64_t padded = ceil_div(problem.channels, V::kSize) * V::kSize;
+    alpha.assign(padded, 0), one_minus_alpha.assign(padded, 0), k.assign(padded, 0), c.assign(padded, 0);
+    for (int64_t ch = 0; ch < problem.channels; ++ch) {
+      const Coeffs<double> d = channel_coeffs(problem, ch);
+      alpha[ch] = d.alpha, one_minus_alpha[ch] = d.one_minus_alpha, k[ch] = d.k, c[ch] = d.c;
+    }
+  }
+  Coeffs<V> broadcast(int64_t ch) const {
+    return {V(alpha[ch]), V(one_minus_alpha[ch]), V(k[ch]), V(c[ch])};
+  }
+  Coeffs<V> load(int64_t ch) const {
+    return {V::load(&alpha[ch]), V::load(&one_minus_alpha[ch]), V::load(&k[ch]), V::load(&c[ch])};
+  }
+};
+
+enum class Layout { kShared, kChannelRuns, kChannelsInnermost };
+
+Layout layout_of(const Problem& problem) {
+  if (problem.channels == 1) return Layout::kShared;
+  return problem.channel_stride == 1 ? Layout::kChannelsInnermost : Layout::kChannelRuns;
+}
+
+// Calls fn(begin, end, channel) for each run of one channel's elements in [begin, end)
+// (the channel-runs layout).
+template <typename Fn>
+void for_each_channel_run(const Problem& problem, int64_t begin, int64_t end, const Fn& fn) {
+  const int64_t stride = problem.channel_stride;
+  for (int64_t o = begin; o < end;) {
+    const int64_t run_end = std::min(end, (o / stride + 1) * stride);
+    fn(o, run_end, (o / stride) % problem.channels);
+    o = run_end;
+  }
+}
+
+// Calls fn(offset, count) for each vector step of [begin, end): full vectors,
+// then one partial vector if the length is not a multiple of the width.
+template <int kWidth, typename Fn>
+inline void for_each_step(int64_t begin, int64_t end, const Fn& fn) {
+  int64_t o = begin;
+  for (; o + kWidth <= end; o += kWidth) fn(o, std::integral_constant<int64_t, kWidth>{});
+  if (o < end) fn(o, end - o);
+}
+
+// ---- Forward ----------------------------------------------------------------------
+
+template <typename scalar_t>
+void forward_kernel(const Problem& problem, const Tensor& out) {
+  using St = Storage<scalar_t>;
+  using V = typename St::V;
+  constexpr int64_t W = V::kSize;
+  const ChannelCoeffs<typename St::opmath_t> coeffs(problem);
+  const scalar_t* x = static_cast<const scalar_t*>(problem.x.const_data_ptr());
+  scalar_t* y = static_cast<scalar_t*>(out.mutable_data_ptr());
+  const int64_t numel = problem.x.numel(), channels = problem.channels;
+
+  auto step = [&](int64_t o, auto count, const Coeffs<V>& p) {
+    if constexpr (std::is_same_v<decltype(count), std::integral_constant<int64_t, W>>) {
+      St::store(y + o, forward(St::load(x + o), p));
+    } else {
+      St::store(y + o, forward(St::load(x + o, count), p), count);
+    }
+  };
+  auto run = [&](int64_t begin, int64_t end, const Coeffs<V>& p) {
+    for_each_step<W>(begin, end, [&](int64_t o, auto count) { step(o, count, p); });
+  };
+
+  switch (layout_of(problem)) {
+    case Layout::kShared:
+      torch::stable::parallel_for(0, numel, kGrainSize, [&](int64_t begin, int64_t end) {
+        run(begin, end, coeffs.broadcast(0));
+      });
+      break;
+    case Layout::kChannelRuns:
+      torch::stable::parallel_for(0, numel, kGrainSize, [&](int64_t begin, int64_t end) {
+        for_each_channel_run(problem, begin, end, [&](int64_t b, int64_t e, int64_t ch) {
+          run(b, e, coeffs.broadcast(ch));
+        });
+      });
+      break;
+    case Layout::kChannelsInnermost: {
+      const int64_t tile_rows = std::max<int64_t>(1, kTileElements / channels);
+      torch::stable::parallel_for(0, numel / channels, std::max<int64_t>(1, kGrainSize / channels),
+                                  [&](int64_t first_row, int64_t last_row) {
+        for (int64_t tile = first_row; tile < last_row; tile += tile_rows) {
+          const int64_t tile_end = std::min(last_row, tile + tile_rows);
+          for_each_step<W>(0, channels, [&](int64_t ch, auto count) {
+            const Coeffs<V> p = coeffs.load(ch);
+            for (int64_t row = tile; row < tile_end; ++row) step(row * channels + ch, count, p);
+          });
+        }
+      });
+      break;
+    }
+  }
+}
+
+// ---- Backward ---------------------------------------------------------------------
+
+// Running float32 (opmath) sums of the three backward terms (sqish_math.h).
+template <typename V>
+struct Accumulator {
+  V x_sc{0}, x_q{0}, x2_q{0};
+};
+
+template <typename scalar_t, bool kParamGrads>
+void backward_kernel(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
+                     const Tensor* param_grads) {
+  using St = Storage<scalar_t>;
+  using V = typename St::V;
+  using opmath_t = typename St::opmath_t;
+  constexpr int64_t W = V::kSize;
+  const ChannelCoeffs<opmath_t> coeffs(problem);
+  const scalar_t* x = static_cast<const scalar_t*>(problem.x.const_data_ptr());
+  const scalar_t* g = static_cast<const scalar_t*>(grad_output.const_data_ptr());
+  scalar_t* gx = static_cast<scalar_t*>(grad_input.mutable_data_ptr());
+  const int64_t numel = problem.x.numel(), channels = problem.channels;
+  const Layout layout = layout_of(problem);
+
+  // One step: grad_input for `count` elements at o, their terms added to acc.
+  auto step = [&](int64_t o, auto count, const Coeffs<V>& p, Accumulator<V>& acc) {
+    constexpr bool kFull = std::is_same_v<decltype(count), std::integral_constant<int64_t, W>>;
+    const V xv = kFull ? St::load(x + o) : St::load(x + o, count);
+    const V gv = kFull ? St::load(g + o) : St::load(g + o, count);
+    BackwardTerms<V> t = backward_terms(gv, xv, p);
+    if constexpr (kFull) {
+      St::store(gx + o, t.grad_input);
+    } else {
+      St::store(gx + o, t.grad_input, count);
+    }
+    if constexpr (kParamGrads) {
+      if constexpr (!kFull) {
+        // A zero-filled lane can still give NaN terms (γ = ∞ makes k·0 NaN).
+        const auto lanes = simd::first_lanes<opmath_t>(count);
+        t.x_sc = select(lanes, t.x_sc, V(0)), t.x_q = select(lanes, t.x_q, V(0));
+        t.x2_q = select(lanes, t.x2_q, V(0));
+      }
+      acc.x_sc += t.x_sc, acc.x_q += t.x_q, acc.x2_q += t.x2_q;
+    }
+  };
+
+  // Parts: whole rows when channels are innermost, so that a row's channels
+  // never straddle two parts.
+  const int64_t unit = layout == Layout::kChannelsInnermost ? channels : 1;
+  const int64_t units = numel / unit;
+  const int64_t tasks = ceil_div(numel, kGrainSize);
+  const int64_t parts = std::clamp<int64_t>(
+      kParamGrads ? std::min<int64_t>(torch::stable::get_num_threads(), tasks) : tasks, 1, units);
+  const int64_t part_units = ceil_div(units, parts);
+  // sums[(part·3 + term)·C + channel], float64.
+  std::vector<double> sums(kParamGrads ? parts * 3 * channels : 0, 0.0);
+
+  auto backward_part = [&](int64_t part) {
+    const int64_t begin = part * part_units * unit;
+    const int64_t end = std::min(units, (part + 1) * part_units) * unit;
+    double* part_sums = kParamGrads ? sums.data() + part * 3 * channels : nullptr;
+    auto flush = [&](const Accumulator<V>& acc, int64_t ch) {
+      if constexpr (kParamGrads) {
+        part_sums[ch] += horizontal_sum(acc.x_sc);
+        part_sums[channels + ch] += horizontal_sum(acc.x_q);
+        part_sums[2 * channels + ch] += horizontal_sum(acc.x2_q);
+      }
+    };
+    // A run of one channel's elements, flushed every kFlushTerms steps.
+    auto run = [&](int64_t run_begin, int64_t run_end, int64_t ch) {
+      const Coeffs<V> p = coeffs.broadcast(ch);
+      for (int64_t b = run_begin; b < run_end; b += kFlushTerms * W) {
+        Accumulator<V> acc;
+        for_each_step<W>(b, std::min(run_end, b + kFlushTerms * W),
+                         [&](int64_t o, auto count) { step(o, count, p, acc); });
+        flush(acc, ch);
+      }
+    };
+    switch (layout) {
+      case Layout::kShared:
+        run(begin, end, 0);
+        break;
+      case Layout::kChannelRuns:
+        for_each_channel_run(problem, begin, end, run);
+        break;
+      case Layout::kChannelsInnermost: {
+        // A tile's sums stay in registers per channel vector, then go into float32
+        // sums per channel, which flush into float64 every kFlushTerms rows.
+        const int64_t padded = ceil_div(channels, W) * W;
+        const int64_t tile_rows = std::clamp<int64_t>(kTileElements / padded, 1, kFlushTerms);
+        const int64_t block_rows = tile_rows * (kFlushTerms / tile_rows);
+        std::vector<opmath_t> block(kParamGrads ? 3 * padded : 0);
+        for (int64_t block_begin = begin / channels; block_begin < end / channels; block_begin += block_rows) {
+          const int64_t block_end = std::min(end / channels, block_begin + block_rows);
+          for (int64_t tile = block_begin; tile < block_end; tile += tile_rows) {
+            const int64_t tile_end = std::min(block_end, tile + tile_rows);
+            for_each_step<W>(0, channels, [&](int64_t ch, auto count) {
+              const Coeffs<V> p = coeffs.load(ch);
+              Accumulator<V> acc;
+              for (int64_t row = tile; row < tile_end; ++row) step(row * channels + ch, count, p, acc);
+              if constexpr (kParamGrads) {
+                (V::load(&block[ch]) + acc.x_sc).store(&block[ch]);
+                (V::load(&block[padded + ch]) + acc.x_q).store(&block[padded + ch]);
+                (V::load(&block[2 * padded + ch]) + acc.x2_q).store(&block[2 * padded + ch]);
+              }
+            });
+          }
+          if constexpr (kParamGrads) {
+            for (int64_t term = 0; term < 3; ++term) {
+              for (int64_t ch = 0; ch < channels; ++ch) {
+                part_sums[term * channels + ch] += block[term * padded + ch];
+              }
+            }
+            std::fill(block.begin(), block.end(), opmath_t(0));
+          }
+        }
+        break;
+      }
+    }
+  };
+
+  torch::stable::parallel_for(0, parts, 1, [&](int64_t first_part, int64_t last_part) {
+    for (int64_t part = first_part; part < last_part; ++part) backward_part(part);
+  });
+
+  if constexpr (kParamGrads) {
+    double* table = static_cast<double*>(param_grads->mutable_data_ptr());
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      double total[3] = {0, 0, 0};
+      for (int64_t part = 0; part < parts; ++part) {
+        for (int64_t term = 0; term < 3; ++term) total[term] += sums[(part * 3 + term) * channels + ch];
+      }
+      const ParamGrads<double> grads = param_grads_from_sums(parameter_value(problem.beta, ch),
+                                                             channel_coeffs(problem, ch), total[0], total[1], total[2]);
+      table[3 * ch] = grads.alpha, table[3 * ch + 1] = grads.beta, table[3 * ch + 2] = grads.gamma;
+    }
+  }
+}
+
+// Calls fn(scalar_t{}) for x's dtype (make_problem has checked it).
+template <typename Fn>
+void with_scalar_type(ScalarType type, const Fn& fn) {
+  switch (type) {
+    case ScalarType::Float: return fn(float{});
+    case ScalarType::Double: return fn(double{});
+    case ScalarType::Half: return fn(c10::Half{});
+    case ScalarType::BFloat16: return fn(c10::BFloat16{});
+    default: error::raise(nullptr, "sqish (CPU): unsupported dtype ", type);
+  }
+}
+
+void forward(const Problem& problem, const Tensor& out) {
+  with_scalar_type(problem.x.scalar_type(), [&](auto tag) { forward_kernel<decltype(tag)>(problem, out); });
+}
+
+void backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
+              const Tensor* param_grads) {
+  with_scalar_type(problem.x.scalar_type(), [&](auto tag) {
+    if (param_grads != nullptr) {
+      backward_kernel<decltype(tag), true>(problem, grad_output, grad_input, param_grads);
+    } else {
+      backward_kernel<decltype(tag), false>(problem, grad_output, grad_input, param_grads);
+    }
+  });
+}
+
+}  // namespace
+
+extern const KernelTable kernels{&forward, &backward};
+
+}  // namespace sqish::cpu::SQISH_CPU_LEVEL

@@ -1,0 +1,224 @@
+// The Sqish ops as every backend runs them: argument validation, output
+// allocation and the parameter-gradient tensors. A backend (cpu/, cuda/) supplies
+// only its kernels (struct Kernels) and registers sqish_op::forward<its Kernels>
+// and friends for its dispatch key. Stable ABI only (torch/csrc/stable, headeronly).
+#pragma once
+
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/core/ScalarType.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace sqish {
+
+using torch::headeronly::ScalarType;
+using torch::stable::Tensor;
+
+// Arguments after validation. x (and grad_output, and every full-size output) is
+// non-overlapping and dense with one shared set of strides, so a kernel may walk
+// the storage as a flat array. alpha, beta, gamma are float32 or float64 tensors on
+// x's device, each 0-dim or of size `channels`.
+struct Problem {
+  Tensor x;
+  Tensor alpha, beta, gamma;
+  // Number of distinct parameter values: 1 when all three parameters are 0-dim,
+  // else x.size(1). The element at storage offset o belongs to channel
+  // (o / channel_stride) % channels, which holds because x is dense.
+  int64_t channels;
+  int64_t channel_stride;
+};
+
+// Errors. The stable ABI carries every exception to Python as RuntimeError, so the
+// message ends with the Python type it stands for, " [TypeError]" or
+// " [ValueError]"; sqish_ext's Python layer raises that type with the message
+// before the tag (sqish_ext/_errors.py).
+namespace error {
+
+template <typename... Args>
+[[noreturn]] void raise(const char* python_type, const Args&... args) {
+  std::ostringstream message;
+  (message << ... << args);
+  if (python_type != nullptr) message << " [" << python_type << "]";
+  throw std::runtime_error(message.str());
+}
+
+// Values as torch prints them: dtype names such as Float, shapes as [2, 3].
+inline std::string shape(const Tensor& t) {
+  std::ostringstream out;
+  out << '[';
+  for (int64_t d = 0; d < t.dim(); ++d) out << (d ? ", " : "") << t.size(d);
+  out << ']';
+  return out.str();
+}
+
+inline std::string device(const Tensor& t) {
+  if (t.is_cpu()) return "cpu";
+  std::ostringstream out;
+  out << (t.is_cuda() ? "cuda" : "device") << ':' << t.get_device_index();
+  return out.str();
+}
+
+}  // namespace error
+
+#define SQISH_CHECK(python_type, cond, ...)                        \
+  do {                                                               \
+    if (!(cond)) ::sqish::error::raise(python_type, __VA_ARGS__);   \
+  } while (false)
+#define SQISH_CHECK_TYPE(cond, ...) SQISH_CHECK("TypeError", cond, __VA_ARGS__)
+#define SQISH_CHECK_VALUE(cond, ...) SQISH_CHECK("ValueError", cond, __VA_ARGS__)
+#define SQISH_CHECK_RUNTIME(cond, ...) SQISH_CHECK(nullptr, cond, __VA_ARGS__)
+
+namespace detail {
+
+inline bool is_supported_input_dtype(ScalarType t) {
+  return t == ScalarType::Float || t == ScalarType::Double || t == ScalarType::BFloat16 ||
+         t == ScalarType::Half;
+}
+
+inline bool same_device(const Tensor& a, const Tensor& b) {
+  return a.is_cpu() == b.is_cpu() && a.is_cuda() == b.is_cuda() &&
+         a.get_device_index() == b.get_device_index();
+}
+
+// Whether x's elements fill its storage span exactly once: its strides, sorted,
+// are the contiguous strides of its sizes permuted alike (as for channels_last).
+// Size-1 dimensions have no say.
+inline bool is_non_overlapping_and_dense(const Tensor& x) {
+  std::vector<int64_t> dims;
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    if (x.size(d) != 1) dims.push_back(d);
+  }
+  std::sort(dims.begin(), dims.end(), [&](int64_t a, int64_t b) { return x.stride(a) < x.stride(b); });
+  int64_t expected = 1;
+  for (int64_t d : dims) {
+    if (x.stride(d) != expected) return false;
+    expected *= x.size(d);
+  }
+  return true;
+}
+
+inline void check_parameter(const char* op, const char* name, const Tensor& param, const Tensor& x) {
+  SQISH_CHECK_TYPE(param.scalar_type() == ScalarType::Float || param.scalar_type() == ScalarType::Double,
+                   op, ": ", name, " must be a float32 or float64 tensor, got ", param.scalar_type());
+  SQISH_CHECK_RUNTIME(same_device(param, x), op, ": ", name, " is on ", error::device(param), " but x is on ",
+                      error::device(x), "; move the parameters to x's device");
+  SQISH_CHECK_VALUE(param.dim() <= 1, op, ": ", name,
+                    " must be 0-dim (one value) or 1-D of size x.size(1) (per channel), got shape ",
+                    error::shape(param));
+  if (param.dim() == 1) {
+    SQISH_CHECK_VALUE(x.dim() >= 2, op, ": per-channel ", name, " (shape ", error::shape(param),
+                      ") needs x with a channel dimension (dim 1), but x has shape ", error::shape(x));
+    SQISH_CHECK_VALUE(param.size(0) == x.size(1), op, ": per-channel ", name, " has ", param.size(0),
+                      " values but x has ", x.size(1), " channels (x.size(1), x of shape ", error::shape(x),
+                      ")");
+  }
+}
+
+// Validates the arguments and returns them in the form the kernels take.
+inline Problem make_problem(const char* op, const Tensor& x, const Tensor& alpha, const Tensor& beta,
+                            const Tensor& gamma) {
+  SQISH_CHECK_TYPE(is_supported_input_dtype(x.scalar_type()), op,
+                   ": x must be float32, float64, bfloat16 or float16, got ", x.scalar_type());
+  check_parameter(op, "alpha", alpha, x);
+  check_parameter(op, "beta", beta, x);
+  check_parameter(op, "gamma", gamma, x);
+  const bool per_channel = alpha.dim() == 1 || beta.dim() == 1 || gamma.dim() == 1;
+  // Dense layouts of any stride order, such as channels_last, are used in place
+  // and kept by the output. A strided view (a slice, an expanded tensor) is copied
+  // once into the dense layout of the same dimension order, which is also what
+  // torch's pointwise ops give as their result.
+  Tensor dense = x;
+  if (!is_non_overlapping_and_dense(x)) {
+    dense = torch::stable::empty_like(x);
+    torch::stable::copy_(dense, x);
+  }
+  const int64_t channels = per_channel ? x.size(1) : 1;
+  const int64_t channel_stride = per_channel ? dense.stride(1) : 1;
+  return {dense, alpha, beta, gamma, channels, channel_stride};
+}
+
+// One parameter's gradient from the per-channel table: summed over channels when
+// the parameter is a single value shared by several. Always a fresh tensor: the
+// outputs must not alias the table or each other.
+inline Tensor parameter_grad(const Tensor& table, int64_t column, const Tensor& param) {
+  const Tensor per_channel = torch::stable::select(table, 1, column);
+  const bool shared = param.dim() == 0 && per_channel.size(0) > 1;
+  const Tensor grad = shared ? torch::stable::sum(per_channel)
+                             : torch::stable::reshape(per_channel, param.sizes());
+  return torch::stable::to(grad, param.scalar_type(), std::nullopt, std::nullopt, std::nullopt,
+                           /*non_blocking=*/false, /*copy=*/true);
+}
+
+}  // namespace detail
+
+// The ops, for a backend's kernels:
+//   struct Kernels {
+//     static void forward(const Problem&, const Tensor& out);          // out may alias x
+//     static void backward(const Problem&, const Tensor& grad_output, const Tensor& grad_input,
+//                          const Tensor* param_grads);
+//   };
+// backward writes grad_input and, when param_grads is not null (shape (channels, 3),
+// float64, contiguous), ∂L/∂α, ∂L/∂β, ∂L/∂γ of each channel from the same pass.
+// Kernels are called with at least one element.
+template <typename Kernels>
+Tensor forward(Tensor x, Tensor alpha, Tensor beta, Tensor gamma) {
+  const Problem problem = detail::make_problem("sqish", x, alpha, beta, gamma);
+  Tensor out = torch::stable::empty_like(problem.x);
+  if (problem.x.numel() > 0) Kernels::forward(problem, out);
+  return out;
+}
+
+template <typename Kernels>
+Tensor forward_inplace(Tensor x, Tensor alpha, Tensor beta, Tensor gamma) {
+  const Problem problem = detail::make_problem("sqish_", x, alpha, beta, gamma);
+  if (problem.x.numel() > 0) Kernels::forward(problem, problem.x);
+  if (problem.x.get() != x.get()) torch::stable::copy_(x, problem.x);
+  return x;
+}
+
+template <typename Kernels>
+std::tuple<Tensor, Tensor, Tensor, Tensor> backward(Tensor grad_output, Tensor x, Tensor alpha, Tensor beta,
+                                                    Tensor gamma, bool compute_param_grads) {
+  const Problem problem = detail::make_problem("sqish_backward", x, alpha, beta, gamma);
+  SQISH_CHECK_VALUE(grad_output.sizes().equals(x.sizes()), "sqish_backward: grad_output has shape ",
+                    error::shape(grad_output), " but x has shape ", error::shape(x));
+  SQISH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), "sqish_backward: grad_output is ",
+                   grad_output.scalar_type(), " but x is ", x.scalar_type());
+  SQISH_CHECK_RUNTIME(detail::same_device(grad_output, x), "sqish_backward: grad_output is on ",
+                      error::device(grad_output), " but x is on ", error::device(x));
+  // The kernels walk grad_output in x's memory order.
+  Tensor grad = grad_output;
+  if (!grad_output.strides().equals(problem.x.strides())) {
+    grad = torch::stable::empty_like(problem.x);
+    torch::stable::copy_(grad, grad_output);
+  }
+  const Tensor grad_input = torch::stable::empty_like(problem.x);
+  if (!compute_param_grads) {
+    if (problem.x.numel() > 0) Kernels::backward(problem, grad, grad_input, nullptr);
+    return {grad_input, Tensor(), Tensor(), Tensor()};
+  }
+  // Each backend writes every row; with no elements, every gradient is 0.
+  const int64_t table_shape[] = {problem.channels, 3};
+  Tensor table = problem.x.numel() > 0
+                     ? torch::stable::new_empty(problem.x, table_shape, ScalarType::Double)
+                     : torch::stable::new_zeros(problem.x, table_shape, ScalarType::Double);
+  if (problem.x.numel() > 0) Kernels::backward(problem, grad, grad_input, &table);
+  return {grad_input, detail::parameter_grad(table, 0, alpha), detail::parameter_grad(table, 1, beta),
+          detail::parameter_grad(table, 2, gamma)};
+}
+
+}  // namespace sqish
+
+// Registers a backend's kernels for the three ops (STABLE_TORCH_LIBRARY_IMPL body).
+#define SQISH_REGISTER_KERNELS(m, Kernels)                                  \
+  m.impl("sqish", TORCH_BOX(&::sqish::forward<Kernels>));                   \
+  m.impl("sqish_", TORCH_BOX(&::sqish::forward_inplace<Kernels>));          \
+  m.impl("sqish_backward", TORCH_BOX(&::sqish::backward<Kernels>))
