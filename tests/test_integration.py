@@ -3,7 +3,6 @@ from functools import partial
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 from sqish_ext import Sqish, replace_activations
@@ -167,7 +166,13 @@ def test_site_with_a_one_dimensional_input_is_named_in_the_error():
         replace_activations(model, new=partial(Sqish, learnable=True), example_input=torch.randn(2, 3))
 
 
-def test_site_called_with_different_channel_counts_is_named_in_the_error():
+@pytest.fixture
+def torchvision():
+    """torchvision's models, where torchvision is installed (the experiment's extra)."""
+    return pytest.importorskip("torchvision", reason="needs torchvision (pip install 'sqish-ext[experiment]')")
+
+
+def test_site_called_with_different_channel_counts_is_named_in_the_error(torchvision):
     # torchvision's Bottleneck calls its one ReLU after 64-, 64- and 256-channel layers.
     model = torchvision.models.resnet50(num_classes=10)
     with pytest.raises(ValueError, match=r"'layer1.0.relu' \(ReLU\) is called with \[64, 256\] channels"):
@@ -179,7 +184,7 @@ def test_module_new_with_example_input_is_an_error():
         replace_activations(Net(), new=Sqish(), example_input=torch.randn(1, 3, 4, 4))
 
 
-def test_replacing_relu_by_relu_keeps_the_model_function():
+def test_replacing_relu_by_relu_keeps_the_model_function(torchvision):
     torch.manual_seed(0)
     model = torchvision.models.shufflenet_v2_x0_5(num_classes=10).eval()
     x = torch.randn(2, 3, 32, 32)
@@ -188,7 +193,7 @@ def test_replacing_relu_by_relu_keeps_the_model_function():
     torch.testing.assert_close(model(x), expected)
 
 
-def test_torchvision_shufflenet_v2_gets_per_channel_sqish_in_every_inplace_relu_site():
+def test_torchvision_shufflenet_v2_gets_per_channel_sqish_in_every_inplace_relu_site(torchvision):
     model = torchvision.models.shufflenet_v2_x0_5(num_classes=10)
     x = torch.randn(2, 3, 32, 32)
     assert replace_activations(model, new=partial(Sqish, learnable=True), example_input=x) == 37
@@ -198,7 +203,7 @@ def test_torchvision_shufflenet_v2_gets_per_channel_sqish_in_every_inplace_relu_
     assert all(m.gamma.grad is not None for m in sqishes(model))
 
 
-def test_torchvision_resnet18_gets_per_channel_sqish_shared_by_each_blocks_two_calls():
+def test_torchvision_resnet18_gets_per_channel_sqish_shared_by_each_blocks_two_calls(torchvision):
     model = torchvision.models.resnet18(num_classes=10)
     x = torch.randn(2, 3, 32, 32)
     assert replace_activations(model, new=partial(Sqish, learnable=True), example_input=x) == 9
@@ -206,7 +211,7 @@ def test_torchvision_resnet18_gets_per_channel_sqish_shared_by_each_blocks_two_c
     assert model(x).shape == (2, 10)
 
 
-def test_torchvision_mobilenet_v2_relu6_is_replaced_when_asked_for():
+def test_torchvision_mobilenet_v2_relu6_is_replaced_when_asked_for(torchvision):
     model = torchvision.models.mobilenet_v2(num_classes=10)
     assert replace_activations(model) == 0  # MobileNetV2 has no nn.ReLU, only nn.ReLU6
     assert replace_activations(model, old=nn.ReLU6, new=Sqish()) == 35
