@@ -6,8 +6,10 @@ reports medians and ratios, so that a noisy machine affects all alike.
 
     python bench/bench_cpu.py                # the documented run (docs/benchmarks.md)
     python bench/bench_cpu.py --quick        # a few seconds, for a smoke test
+    python bench/bench_cpu.py --json out.json    # also write every row (bench/compare_builds.py)
 """
 import argparse
+import json
 import platform
 import resource
 import statistics
@@ -72,6 +74,74 @@ def training_variants(x, grad):
         "compiled composite": step(compiled_composite, *learnable),
         "eager composite": step(composite, *learnable),
     }
+
+
+# Per-channel parameters at CNN shapes: (N, C, H, W) in NCHW and channels_last.
+CHANNEL_SHAPES = [(32, 64, 56, 56), (8, 256, 14, 14)]
+
+
+def channel_parameters(channels, learnable):
+    values = [torch.linspace(0.0, 0.1, channels), torch.linspace(0.5, 2.0, channels),
+              torch.linspace(0.5, 1.5, channels)]
+    return [v.requires_grad_(learnable) for v in values]
+
+
+def per_channel_composite(x, alpha, beta, gamma):
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return composite(x, alpha.reshape(shape), beta.reshape(shape), gamma.reshape(shape))
+
+
+compiled_per_channel_composite = torch.compile(per_channel_composite, fullgraph=True, dynamic=False)
+
+
+def per_channel_variants(x, grad, training):
+    channels = x.shape[1]
+    prelu_weight = torch.full((channels,), 0.25, requires_grad=training)
+    params = channel_parameters(channels, training)
+
+    def call(fn, *args):
+        if not training:
+            return lambda: fn(x, *args)
+
+        def run():
+            x.grad = None
+            for p in args:
+                p.grad = None
+            fn(x, *args).backward(grad)
+        return run
+
+    return {
+        "sqish_ext": call(sqish_ext.sqish, *params),
+        "F.silu": call(lambda t: F.silu(t)),
+        "compiled composite": call(compiled_per_channel_composite, *params),
+        "F.prelu": call(F.prelu, prelu_weight),
+    }
+
+
+def run_per_channel(dtypes, rounds):
+    rows = []
+    for dtype in dtypes:
+        for shape in CHANNEL_SHAPES:
+            for layout, memory_format in (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)):
+                x = torch.randn(shape).mul_(3).to(dtype).contiguous(memory_format=memory_format)
+                grad = torch.randn(shape).to(dtype).contiguous(memory_format=memory_format)
+                for mode, training in (("forward", False), ("forward+backward", True)):
+                    xt = x.clone().requires_grad_() if training else x
+                    times = time_interleaved(per_channel_variants(xt, grad, training), rounds)
+                    rows.append((str(dtype).replace("torch.", ""), "×".join(map(str, shape)), layout, mode, times))
+    return rows
+
+
+def print_per_channel_table(rows):
+    print()
+    print("Per-channel learnable α, β, γ (C values each) at CNN shapes:")
+    print()
+    print("| dtype | shape | layout | mode | sqish_ext ms | ext / silu | ext / compiled | ext / prelu |")
+    print("|---|---|---|---|---|---|---|---|")
+    for dtype, shape, layout, mode, t in rows:
+        ext = t["sqish_ext"]
+        print(f"| {dtype} | {shape} | {layout} | {mode} | {ext * 1e3:.3f} | {ext / t['F.silu']:.2f} "
+              f"| {ext / t['compiled composite']:.2f} | {ext / t['F.prelu']:.2f} |")
 
 
 def time_interleaved(variants, rounds, warmup=2):
@@ -167,14 +237,30 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 20, 24], help="log2 of element counts")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
+    parser.add_argument("--quick", action="store_true", help="small sizes, few rounds, no per-channel rows")
+    parser.add_argument("--no-per-channel", action="store_true", help="skip the per-channel CNN-shape rows")
+    parser.add_argument("--json", help="also write every row's medians to this file")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.rounds = [16], 3
+        args.sizes, args.rounds, args.no_per_channel = [16], 3, True
     dtypes = [getattr(torch, d) for d in args.dtypes]
     rows = run(args.sizes, dtypes, args.rounds)
     print_table(rows, args.rounds)
-    print_fixed_costs(*fixed_costs(args.rounds))
+    channel_rows = [] if args.no_per_channel else run_per_channel(dtypes, args.rounds)
+    if channel_rows:
+        print_per_channel_table(channel_rows)
+    times, faults = fixed_costs(args.rounds)
+    print_fixed_costs(times, faults)
+    if args.json:
+        record = {
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "rows": [{"dtype": d, "n": f"2^{e}", "mode": m, "seconds": t} for d, e, m, t in rows],
+            "per_channel": [{"dtype": d, "shape": sh, "layout": lay, "mode": m, "seconds": t}
+                            for d, sh, lay, m, t in channel_rows],
+            "per_call_seconds": times,
+        }
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ dtypes (so the numbers below belong to kernels that are right), then timings at
             composite Sqish (torch ops) forward and backward.
 Bandwidth counts each byte read and written once. Prints the table last, with
 PASS/MISS per target; exits 1 if a check fails (not for a MISS).
+
+    python bench/bench_gpu.py [--json OUT.json]
 """
+import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -95,6 +99,9 @@ def measure(dtype):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", help="also write every figure and target to this file")
+    args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_gpu.py needs a CUDA device")
     check_kernels()
@@ -110,6 +117,9 @@ def main():
     lines.append("")
     lines.append(f"{'dtype':9} {'target':44} {'measured':>9}  result")
     misses = 0
+    record = {"device": torch.cuda.get_device_name(), "numel": NUMEL, "repeats": REPEATS,
+              "ms": {name: {op: ms for op, (ms, _) in rows.items()} for name, rows in results.items()},
+              "targets": []}
     for name, r in results.items():
         def bandwidth_share(op):
             return (r[op][1] / r[op][0]) / (r["copy"][1] / r["copy"][0])
@@ -126,8 +136,13 @@ def main():
             misses += not passed
             shown = f"{value:8.1%}" if at_least else f"{value:8.3f}x"
             lines.append(f"{name:9} {label:44} {shown:>9}  {'PASS' if passed else 'MISS'}")
+            record["targets"].append({"dtype": name, "target": label, "measured": value, "bound": bound,
+                                      "passed": passed})
     lines.append(f"targets missed: {misses}")
     print("\n".join(lines))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
 
 
 if __name__ == "__main__":

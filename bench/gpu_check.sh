@@ -1,48 +1,56 @@
 #!/usr/bin/env bash
-# On a GPU machine with nvcc and PyTorch (no network needed): builds the extension
-# from source for this GPU, runs the CUDA tests, then bench/bench_gpu.py (opcheck
-# on CUDA samples, a CPU comparison, and the benchmark, whose table is printed
-# last). Exits non-zero if the build, a test or a check fails, or if the tests
-# could not run.
+# The GPU check, on a machine with a CUDA device and its own python with torch, pytest
+# and hypothesis (no network and no compiler needed): installs a built sqish-ext wheel
+# (the one CI builds: scripts/build_wheel.sh) with --no-deps, runs every CUDA test of
+# tests/, then bench/bench_gpu.py. Each step has a timeout. Writes into OUT_DIR:
+#   gpu_check.log   everything printed
+#   junit.xml       the tests, one entry each
+#   bench.json      the benchmark's figures and targets
+#   summary.json    device, torch, CUDA, tests passed/failed/skipped, every figure and target
+# Exits non-zero if the install, a test or a check fails (not for a missed target).
 #
-#   bash bench/gpu_check.sh             # python3, sm_90 (Hopper)
-#   PYTHON=... TORCH_CUDA_ARCH_LIST=8.0 bash bench/gpu_check.sh
+#   bash bench/gpu_check.sh dist/sqish_ext-*-abi3-*.whl OUT_DIR      (PYTHON=... to choose the python)
 set -uo pipefail
-cd "$(dirname "$0")/.."
-
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WHEEL=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+OUT=$(mkdir -p "$2" && cd "$2" && pwd)
 PYTHON=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-$(nproc)}
+export PYTHONUNBUFFERED=1
+exec > >(tee "$OUT/gpu_check.log") 2>&1
 status=0
 
-echo "== build (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)"
-start=$SECONDS
-build_log=$(mktemp)
-if ! "$PYTHON" setup.py build_ext --inplace >"$build_log" 2>&1; then
-  tail -n 60 "$build_log"
-  echo "BUILD FAILED (full log: $build_log)"
-  exit 1
-fi
-echo "built in $((SECONDS - start)) s"
-# setup.py quietly builds CPU-only when it finds no toolkit; that is a failure here.
-"$PYTHON" - <<'EOF' || { echo "NO CUDA KERNELS: see $build_log"; exit 1; }
+echo "== install $(basename "$WHEEL")"
+timeout 180 "$PYTHON" -m pip install --quiet --no-deps --no-index --force-reinstall "$WHEEL" || exit 1
+cd "$(mktemp -d)"  # not the checkout: the installed wheel is the package imported
+timeout 120 "$PYTHON" - <<'PY' || exit 1
 import torch, sqish_ext
-from sqish_ext import _build_info
-print(f"sqish_ext built for CUDA {_build_info.CUDA_VERSION}, archs {_build_info.CUDA_ARCH_LIST}, "
-      f"torch {torch.__version__}")
-assert _build_info.CUDA_VERSION is not None
-assert torch._C._dispatch_has_kernel_for_dispatch_key("sqish::sqish", "CUDA")
-EOF
+print(f"sqish_ext from {sqish_ext.__file__}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
+      f"device {torch.cuda.get_device_name() if torch.cuda.is_available() else None}")
+assert torch.cuda.is_available(), "no CUDA device"
+assert sqish_ext.CUDA_KERNELS_OFF is None, sqish_ext.CUDA_KERNELS_OFF
+PY
 
-echo "== CUDA tests"
-if "$PYTHON" -c "import pytest" 2>/dev/null; then
-  timeout 240 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cuda.py -rs || status=1
-else
-  echo "pytest is not installed for $PYTHON: tests/test_cuda.py NOT RUN."
-  echo "(bring a pytest wheel; bench_gpu.py below still runs opcheck and a CPU comparison)"
-  status=1
-fi
+echo "== CUDA tests (every test of tests/ whose id names cuda)"
+timeout 420 "$PYTHON" -m pytest "$ROOT/tests" -k cuda -q -p no:cacheprovider -rs --junitxml="$OUT/junit.xml" || status=1
 
 echo "== opcheck, CPU comparison, benchmark"
-timeout 200 "$PYTHON" bench/bench_gpu.py || status=1
+timeout 300 "$PYTHON" "$ROOT/bench/bench_gpu.py" --json "$OUT/bench.json" || status=1
+
+timeout 60 "$PYTHON" - "$OUT" <<'PY' || status=1
+import json, sys, xml.etree.ElementTree as ET
+from pathlib import Path
+import torch
+out = Path(sys.argv[1])
+summary = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda}
+if (out / "junit.xml").exists():
+    suite = ET.parse(out / "junit.xml").getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    summary["tests"] = {"passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
+                        "failed": counts["failures"] + counts["errors"], "skipped": counts["skipped"]}
+if (out / "bench.json").exists():
+    summary["benchmark"] = json.loads((out / "bench.json").read_text())
+(out / "summary.json").write_text(json.dumps(summary, indent=1))
+print("summary:", json.dumps({k: v for k, v in summary.items() if k != "benchmark"}))
+PY
 exit $status

@@ -1,15 +1,21 @@
-"""Checks a built sqish-ext wheel: its metadata pins torch to the version it was built
-against, and its sqish_ext._C holds CUDA kernels for every architecture in the arch list
-it records (sqish_ext/_build_info.py), or none for a CPU-only build.
+"""Checks a built sqish-ext wheel:
+- it is an abi3 wheel whose metadata asks for torch >= the stable-ABI target it records
+  (sqish_ext/_build_info.py);
+- its compiled modules use only the stable ABI: no undefined C++ symbol of libtorch or
+  libc10 (only the C shim, the C++ standard library and system libraries), and no link
+  to libtorch_python (nm and readelf, from binutils);
+- sqish_ext._cuda holds CUDA kernels for every architecture in the arch list it records,
+  or is absent for a CPU-only build (read from its .nv_fatbin section, no CUDA tool needed).
 
     python scripts/check_wheel.py dist/sqish_ext-*.whl
-
-The kernels are listed from the library's .nv_fatbin section, so no CUDA tool is needed.
 """
 import re
 import struct
+import subprocess
 import sys
+import tempfile
 import zipfile
+from pathlib import Path
 
 FATBIN_MAGIC = 0xBA55ED50
 ENTRY_KINDS = {1: "compute", 2: "sm"}  # PTX, and ELF cubins
@@ -60,25 +66,46 @@ def expected_entries(arch_list):
     return entries
 
 
+def check_stable_abi(name, library):
+    """No undefined C++ symbol from torch's libraries, and no libtorch_python."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(name).name
+        path.write_bytes(library)
+        symbols = subprocess.run(["nm", "-D", "--undefined-only", "-C", str(path)], check=True,
+                                 capture_output=True, text=True).stdout
+        needed = subprocess.run(["readelf", "-d", str(path)], check=True, capture_output=True, text=True).stdout
+    unstable = [line.split()[-1] for line in symbols.splitlines() if re.search(r"\b(c10|at|torch|caffe2)::", line)]
+    assert not unstable, f"{name} uses torch's unstable C++ ABI: {unstable[:10]}"
+    assert "libtorch_python" not in needed, f"{name} links libtorch_python"
+    shims = sum(1 for line in symbols.splitlines() if re.search(r"\b(aoti_torch|torch)_\w+$", line))
+    print(f"{name}: stable ABI only ({shims} C shim functions, no C++ symbol of torch, no libtorch_python)")
+
+
 def main(path):
+    assert re.search(r"-cp3\d+-abi3-[^-]+\.whl$", path), f"{path} is not an abi3 wheel"
     with zipfile.ZipFile(path) as wheel:
         names = wheel.namelist()
         metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         build_info = {}
         exec(wheel.read("sqish_ext/_build_info.py"), build_info)
-        library = wheel.read(next(n for n in names if re.fullmatch(r"sqish_ext/_C\..*\.so", n)))
+        libraries = {n: wheel.read(n) for n in names if re.fullmatch(r"sqish_ext/_(C|cuda)\.abi3\.so", n)}
 
-    torch_pin = f"Requires-Dist: torch=={build_info['TORCH_VERSION'].split('+')[0]}"
-    assert torch_pin in metadata.splitlines(), f"METADATA lacks {torch_pin!r}"
-    print(f"metadata: {torch_pin}")
+    torch_requirement = f"Requires-Dist: torch>={build_info['TORCH_TARGET_VERSION']}"
+    assert torch_requirement in metadata.splitlines(), f"METADATA lacks {torch_requirement!r}"
+    print(f"metadata: {torch_requirement}")
+    assert "sqish_ext/_C.abi3.so" in libraries, f"no sqish_ext/_C.abi3.so in {sorted(libraries)}"
+    for name, library in sorted(libraries.items()):
+        check_stable_abi(name, library)
 
-    section = elf_section(library, ".nv_fatbin")
-    found = fatbin_entries(section) if section else set()
     arch_list = build_info["CUDA_ARCH_LIST"]
+    cuda = libraries.get("sqish_ext/_cuda.abi3.so")
     if arch_list is None:
-        assert not found, f"a CPU-only build holds CUDA kernels: {sorted(found)}"
+        assert cuda is None, "a CPU-only build holds sqish_ext/_cuda"
         print("CUDA kernels: none (CPU-only build)")
         return
+    assert cuda is not None, f"built for CUDA archs {arch_list} but the wheel has no sqish_ext/_cuda"
+    section = elf_section(cuda, ".nv_fatbin")
+    found = fatbin_entries(section) if section else set()
     expected = expected_entries(arch_list)
     print("CUDA kernels:", " ".join(f"{kind}_{arch}" for kind, arch in sorted(found)))
     assert expected <= found, f"missing for TORCH_CUDA_ARCH_LIST={arch_list}: {sorted(expected - found)}"

@@ -186,12 +186,16 @@ def _parameter_tensors(
     )
 
 
+# The overloads themselves: calling a packet resolves the overload on every call.
+_FORWARD_OPS = {"sqish": torch.ops.sqish.sqish.default, "sqish_": torch.ops.sqish.sqish_.default}
+
+
 @torch.jit.unused
 def _eager_call(name: str, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
                 gamma: torch.Tensor) -> torch.Tensor:
     """Calls torch.ops.sqish.<name>, raising the argument checks' own error types."""
     try:
-        return getattr(torch.ops.sqish, name)(x, alpha, beta, gamma)
+        return _FORWARD_OPS[name](x, alpha, beta, gamma)
     except RuntimeError as error:
         raise _errors.typed(error) from None
 

@@ -1,7 +1,8 @@
-// CUDA kernels: the forward, and a fused backward that writes grad_input and
+// The CUDA backend: the forward, and a fused backward that writes grad_input and
 // reduces the parameter-gradient sums in the same pass over (grad_output, x).
+// Stable ABI only, registered for the CUDA key by the module sqish_ext._cuda.
 //
-// Layout. x is dense (sqish_kernels.h), so with C channels and channel stride S
+// Layout. x is dense (sqish_op.h), so with C channels and channel stride S
 // its storage is, for the purpose of finding an element's parameters, one of:
 //   shared parameters (C == 1): any rows of one tile's width, the last one cut
 //     short at numel;
@@ -14,29 +15,36 @@
 // threads across, each owning kVec consecutive columns, times row_lanes rows.
 // A thread keeps its columns while it strides over rows, so the parameters of its
 // elements are fixed: it derives them once (ln β included), holds them in
-// registers, and sums its backward terms in registers per column. Vectors are
-// 128-bit whenever every pointer is 16-byte aligned and rows start on a vector
-// boundary, else one element.
+// registers, and sums its backward terms in registers per column. kVec is 128
+// bits' worth whenever rows start on a vector boundary, else one element. A full
+// vector moves as one 128-bit access when every pointer is 16-byte aligned, else
+// element by element.
 //
 // Reduction. No float atomics: a block reduces its threads' sums in a fixed
 // order and writes one partial per (channel, term) to its own cell of a scratch
-// table; a second kernel adds each channel's partials in a fixed order in float64
-// and applies param_grads_from_sums. The grid depends only on the problem's
-// shape and the device, so parameter gradients are bitwise reproducible.
+// table, which plan_launch keeps small (kMaxScratchBytes); a second kernel adds
+// each channel's partials in a fixed order in float64 and applies
+// param_grads_from_sums. The partition (the grid, the tiles, and so which
+// elements each thread sums, in which order) depends only on the problem's shape
+// and dtype and on the device; pointer alignment picks the access instruction and
+// nothing else. Parameter gradients are therefore bitwise reproducible, also
+// between a misaligned view and an aligned copy of x.
 //
 // No host-device synchronisation anywhere (parameters are read on the device),
 // and scratch comes from the caching allocator: the ops can be captured in a
 // CUDA graph.
-#include "../sqish_kernels.h"
+#include "../python_module.h"
 #include "../sqish_math.h"
+#include "../sqish_op.h"
 
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAMacros.h>
-#include <c10/cuda/CUDAStream.h>
+#include <torch/csrc/inductor/aoti_torch/c/shim.h>
+#include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/macros.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/util/BFloat16.h>
+#include <torch/headeronly/util/Half.h>
 
 #include <cuda_runtime.h>
 
@@ -45,10 +53,11 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <type_traits>
 
-namespace sqish {
+namespace sqish::cuda {
 namespace {
 
 constexpr int kThreads = 256;
@@ -56,6 +65,12 @@ constexpr int kWarpSize = 32;
 constexpr int kWarps = kThreads / kWarpSize;
 constexpr int kMaxGridY = 65535;
 constexpr int kVectorBytes = 16;  // one 128-bit load or store per thread
+// Devices whose launch properties the caches below can hold.
+constexpr int kMaxDevices = 64;
+// The scratch of a channels-innermost backward: at most this, or x's size if
+// smaller, yet at least one partial per channel and term. Small enough to stay in
+// L2 from the kernel that writes it to the one that reads it.
+constexpr int64_t kMaxScratchBytes = int64_t(4) << 20;
 
 // ---- Parameters, read on the device ---------------------------------------------
 
@@ -85,9 +100,9 @@ struct Params {
   }
 };
 
-ParamRef param_ref(const at::Tensor& param) {
+ParamRef param_ref(const Tensor& param) {
   return {param.const_data_ptr(), param.dim() == 0 ? 0 : param.stride(0),
-          param.scalar_type() == at::kDouble};
+          param.scalar_type() == ScalarType::Double};
 }
 
 Params params_of(const Problem& problem) {
@@ -157,19 +172,27 @@ struct Walker {
   }
 };
 
-// kVec elements in the compute type; a full vector moves as one 128-bit access
-// (the tiling guarantees alignment whenever kVec > 1), the storage's last,
-// partial vector element by element.
+// kVec elements in the compute type. A full vector moves as one 128-bit access
+// when vector_access says that every pointer is 16-byte aligned (the partition
+// starts every vector on a multiple of kVec elements); otherwise it moves, as
+// the storage's last, partial vector always does, element by element.
 template <typename scalar_t, int kVec>
 struct alignas(sizeof(scalar_t) * kVec) Pack {
   scalar_t v[kVec];
 };
 
+// Whether a vector of `count` elements moves as one access. One element is
+// always aligned to itself.
+template <int kVec>
+__device__ bool is_one_access(int count, bool vector_access) {
+  return count == kVec && (kVec == 1 || vector_access);
+}
+
 // Full vectors go through uint4 and __stwb: with a plain struct copy the compiler
 // merges the full and the partial branch and stores element by element.
 template <typename opmath_t, int kVec, typename scalar_t>
-__device__ void load(const scalar_t* p, int count, opmath_t (&out)[kVec]) {
-  if (count == kVec) {
+__device__ void load(const scalar_t* p, int count, bool vector_access, opmath_t (&out)[kVec]) {
+  if (is_one_access<kVec>(count, vector_access)) {
     Pack<scalar_t, kVec> pack;
     if constexpr (sizeof(pack) == kVectorBytes) {
       const uint4 bits = *reinterpret_cast<const uint4*>(p);
@@ -186,8 +209,8 @@ __device__ void load(const scalar_t* p, int count, opmath_t (&out)[kVec]) {
 }
 
 template <int kVec, typename scalar_t, typename opmath_t>
-__device__ void store(scalar_t* p, int count, const opmath_t (&in)[kVec]) {
-  if (count == kVec) {
+__device__ void store(scalar_t* p, int count, bool vector_access, const opmath_t (&in)[kVec]) {
+  if (is_one_access<kVec>(count, vector_access)) {
     Pack<scalar_t, kVec> pack;
 #pragma unroll
     for (int j = 0; j < kVec; ++j) pack.v[j] = scalar_t(in[j]);
@@ -225,9 +248,31 @@ struct ColumnCoeffs {
   __device__ const Coeffs<opmath_t>& of(int j) const { return set[kPerColumn ? j : 0]; }
 };
 
+// The compute type: float32 for the 16-bit types, as torch's opmath.
+template <typename scalar_t>
+struct OpMath;
+template <>
+struct OpMath<float> {
+  using type = float;
+};
+template <>
+struct OpMath<double> {
+  using type = double;
+};
+template <>
+struct OpMath<c10::Half> {
+  using type = float;
+};
+template <>
+struct OpMath<c10::BFloat16> {
+  using type = float;
+};
+template <typename scalar_t>
+using opmath_type = typename OpMath<scalar_t>::type;
+
 // bfloat16 and float16 are computed in float32 with the fast gate (sqish_math.h).
 template <typename scalar_t>
-using PrecisionFor = std::conditional_t<std::is_same_v<at::opmath_type<scalar_t>, scalar_t>, Accurate, Fast>;
+using PrecisionFor = std::conditional_t<std::is_same_v<opmath_type<scalar_t>, scalar_t>, Accurate, Fast>;
 
 // Rows a thread handles at once: two independent 128-bit loads in flight per
 // thread, as the memory system needs to stream at full bandwidth. One when the
@@ -238,10 +283,10 @@ constexpr int kUnrollRows = kPerColumn ? 1 : 2;
 
 template <typename scalar_t, int kVec, bool kPerColumn>
 __global__ void __launch_bounds__(kThreads)
-    forward_kernel(const scalar_t* x, scalar_t* out, Tiling tiling, Params params) {
+    forward_kernel(const scalar_t* x, scalar_t* out, Tiling tiling, Params params, bool vector_access) {
   // No __restrict__: out may alias x (the in-place op); each element is read
   // once, then written, by the same thread.
-  using opmath_t = at::opmath_type<scalar_t>;
+  using opmath_t = opmath_type<scalar_t>;
   constexpr int kUnroll = kUnrollRows<kPerColumn>;
   const Walker walker(tiling);
   if (!walker.active) return;
@@ -252,14 +297,14 @@ __global__ void __launch_bounds__(kThreads)
     walker.for_each_row_group<kVec, kUnroll>(tiling, col, [&](const int64_t(&offset)[kUnroll], const int(&count)[kUnroll]) {
       opmath_t v[kUnroll][kVec];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) load<opmath_t, kVec>(x + offset[u], count[u], v[u]);
+      for (int u = 0; u < kUnroll; ++u) load<opmath_t, kVec>(x + offset[u], count[u], vector_access, v[u]);
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
         for (int j = 0; j < kVec; ++j) v[u][j] = forward<PrecisionFor<scalar_t>>(v[u][j], coeffs.of(j));
       }
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) store<kVec>(out + offset[u], count[u], v[u]);
+      for (int u = 0; u < kUnroll; ++u) store<kVec>(out + offset[u], count[u], vector_access, v[u]);
     });
   });
 }
@@ -303,8 +348,9 @@ struct Partials {
 template <typename scalar_t, int kVec, bool kPerColumn, bool kParamGrads>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(const scalar_t* __restrict__ grad_output, const scalar_t* __restrict__ x,
-                    scalar_t* __restrict__ grad_input, Tiling tiling, Params params, Partials partials) {
-  using opmath_t = at::opmath_type<scalar_t>;
+                    scalar_t* __restrict__ grad_input, Tiling tiling, Params params, Partials partials,
+                    bool vector_access) {
+  using opmath_t = opmath_type<scalar_t>;
   using ThreadCoeffs = ColumnCoeffs<opmath_t, kVec, kPerColumn>;
   constexpr int kUnroll = kUnrollRows<kPerColumn>;
   const Walker walker(tiling);
@@ -321,8 +367,8 @@ __global__ void __launch_bounds__(kThreads)
         opmath_t g[kUnroll][kVec], v[kUnroll][kVec];
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
-          load<opmath_t, kVec>(grad_output + offset[u], count[u], g[u]);
-          load<opmath_t, kVec>(x + offset[u], count[u], v[u]);
+          load<opmath_t, kVec>(grad_output + offset[u], count[u], vector_access, g[u]);
+          load<opmath_t, kVec>(x + offset[u], count[u], vector_access, v[u]);
         }
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
@@ -342,7 +388,7 @@ __global__ void __launch_bounds__(kThreads)
           }
         }
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) store<kVec>(grad_input + offset[u], count[u], v[u]);
+        for (int u = 0; u < kUnroll; ++u) store<kVec>(grad_input + offset[u], count[u], vector_access, v[u]);
       });
     });
   }
@@ -420,11 +466,25 @@ __global__ void __launch_bounds__(kFinalizeThreads)
 
 // ---- Launch configuration --------------------------------------------------------
 
+// x's device, which indexes the caches below.
+int device_of(const Problem& problem) {
+  const int device = problem.x.get_device_index();
+  SQISH_CHECK_RUNTIME(device >= 0 && device < kMaxDevices, "sqish (CUDA): x is on ", error::device(problem.x),
+                      " but the CUDA kernels support device indices below ", kMaxDevices);
+  return device;
+}
+
+cudaStream_t current_stream(int device) {
+  void* stream = nullptr;
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(device, &stream));
+  return static_cast<cudaStream_t>(stream);
+}
+
 int multiprocessor_count(int device) {
-  static std::array<std::atomic<int>, C10_COMPILE_TIME_MAX_GPUS> cache{};
+  static std::array<std::atomic<int>, kMaxDevices> cache{};
   int count = cache[device].load(std::memory_order_relaxed);
   if (count == 0) {
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    STD_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
     cache[device].store(count, std::memory_order_relaxed);
   }
   return count;
@@ -435,10 +495,10 @@ int multiprocessor_count(int device) {
 // partial second wave would idle most of the GPU while it runs.
 template <auto kernel>
 int64_t resident_blocks(int device) {
-  static std::array<std::atomic<int>, C10_COMPILE_TIME_MAX_GPUS> cache{};
+  static std::array<std::atomic<int>, kMaxDevices> cache{};
   int per_multiprocessor = cache[device].load(std::memory_order_relaxed);
   if (per_multiprocessor == 0) {
-    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, kThreads, 0));
+    STD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, kThreads, 0));
     per_multiprocessor = std::max(per_multiprocessor, 1);
     cache[device].store(per_multiprocessor, std::memory_order_relaxed);
   }
@@ -451,19 +511,24 @@ bool is_channels_innermost(const Problem& problem) {
   return problem.channels > 1 && problem.channel_stride == 1;
 }
 
-// The widest vector every tensor's alignment and the slices' row starts allow:
-// 128 bits, or one element.
+// The columns a thread owns in each row, from the shape alone: 128 bits' worth
+// whenever the rows of the walk start on a vector boundary, else one.
 template <typename scalar_t>
-int vector_width(const Problem& problem, std::initializer_list<const at::Tensor*> tensors) {
+int vector_width(const Problem& problem) {
   constexpr int kWide = kVectorBytes / sizeof(scalar_t);
-  for (const at::Tensor* t : tensors) {
-    if (reinterpret_cast<uintptr_t>(t->const_data_ptr()) % kVectorBytes != 0) return 1;
-  }
   // Rows start at multiples of the channel stride (or of C when channels are innermost).
   const int64_t row_quantum = problem.channels == 1 ? 0
                               : is_channels_innermost(problem) ? problem.channels
                                                                : problem.channel_stride;
   return row_quantum % kWide == 0 ? kWide : 1;
+}
+
+// Whether full vectors can move as one 128-bit access: every tensor's data is
+// 16-byte aligned. A kernel argument, never an input of plan_launch.
+bool is_vector_aligned(std::initializer_list<const Tensor*> tensors) {
+  return std::all_of(tensors.begin(), tensors.end(), [](const Tensor* t) {
+    return reinterpret_cast<uintptr_t>(t->const_data_ptr()) % kVectorBytes == 0;
+  });
 }
 
 struct Launch {
@@ -488,20 +553,48 @@ Launch plan_launch(const Problem& problem, int vec, int64_t target_blocks) {
     t.cols = problem.channel_stride, t.pitch = channels * problem.channel_stride;
     t.rows = numel / t.pitch, t.slice_stride = problem.channel_stride;
   }
-  t.tile_width = int32_t(std::min<int64_t>(ceil_div(t.cols, vec), kThreads));
+  const int64_t vectors = ceil_div(t.cols, vec);  // across a row
+  int64_t tile_width = std::min<int64_t>(vectors, kThreads);
+  int64_t max_row_blocks = kMaxGridY;
+  if (per_column) {
+    // Every row block writes a partial per channel and term, so the scratch
+    // budget caps the row blocks. While that cap, not the rows, keeps the grid
+    // short of target_blocks, narrower tiles (each block then owning fewer
+    // channels) make up the grid.
+    const int64_t budget = std::min<int64_t>(kMaxScratchBytes, numel * int64_t(problem.x.element_size()));
+    max_row_blocks = std::clamp<int64_t>(budget / (channels * kTerms * int64_t(sizeof(double))), 1, kMaxGridY);
+    while (tile_width > 1 && ceil_div(t.rows, kThreads / tile_width) > max_row_blocks &&
+           ceil_div(vectors, tile_width) * max_row_blocks < target_blocks) {
+      tile_width /= 2;
+    }
+  }
+  t.tile_width = int32_t(tile_width);
   t.row_lanes = kThreads / t.tile_width;
-  t.col_tiles = ceil_div(t.cols, int64_t(t.tile_width) * vec);
+  t.col_tiles = ceil_div(vectors, t.tile_width);
   // Per-column blocks own one column tile each, so that the partial of a
   // channel is the sum over one block's rows; otherwise blocks stride over tiles.
   const int64_t column_blocks =
       per_column ? t.col_tiles : std::clamp<int64_t>(target_blocks / slices, 1, t.col_tiles);
   const int64_t row_blocks = std::clamp<int64_t>(target_blocks / (slices * column_blocks), 1,
-                                                 std::min<int64_t>(ceil_div(t.rows, t.row_lanes), kMaxGridY));
-  TORCH_CHECK(slices * column_blocks <= std::numeric_limits<int32_t>::max(), "sqish (CUDA): ", channels,
-              " channels of ", t.cols, " elements each exceed the launch grid; x has shape ", problem.x.sizes());
+                                                 std::min(ceil_div(t.rows, t.row_lanes), max_row_blocks));
+  SQISH_CHECK_RUNTIME(slices * column_blocks <= std::numeric_limits<int32_t>::max(), "sqish (CUDA): ", channels,
+                      " channels of ", t.cols, " elements each exceed the launch grid; x has shape ",
+                      error::shape(problem.x));
   t.blocks_per_slice = int32_t(column_blocks);
   return {t, dim3(unsigned(slices * column_blocks), unsigned(row_blocks)),
           (per_column ? 1 : column_blocks) * row_blocks};
+}
+
+// Calls fn(scalar_t{}) for x's dtype (make_problem has checked it).
+template <typename Fn>
+void with_scalar_type(ScalarType type, const Fn& fn) {
+  switch (type) {
+    case ScalarType::Float: return fn(float{});
+    case ScalarType::Double: return fn(double{});
+    case ScalarType::Half: return fn(c10::Half{});
+    case ScalarType::BFloat16: return fn(c10::BFloat16{});
+    default: error::raise(nullptr, "sqish (CUDA): unsupported dtype ", type);
+  }
 }
 
 // Calls fn(std::integral_constant<int, kVec>, std::bool_constant<kPerColumn>).
@@ -522,62 +615,74 @@ void with_layout(int vec, bool per_column, const Fn& fn) {
   }
 }
 
-}  // namespace
-
-void forward_cuda(const Problem& problem, const at::Tensor& out) {
-  const c10::cuda::CUDAGuard guard(problem.x.device());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int device = problem.x.get_device();
-  const Params params = params_of(problem);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, problem.x.scalar_type(), "sqish_cuda_forward", [&] {
-    const int vec = vector_width<scalar_t>(problem, {&problem.x, &out});
-    with_layout<scalar_t>(vec, is_channels_innermost(problem), [&](auto vec_constant, auto per_column_constant) {
-      constexpr auto kernel = forward_kernel<scalar_t, decltype(vec_constant)::value, decltype(per_column_constant)::value>;
-      const Launch launch = plan_launch(problem, vec_constant, resident_blocks<kernel>(device));
-      kernel<<<launch.grid, kThreads, 0, stream>>>(problem.x.const_data_ptr<scalar_t>(),
-                                                   out.mutable_data_ptr<scalar_t>(), launch.tiling, params);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+struct CudaKernels {
+  static void forward(const Problem& problem, const Tensor& out) {
+    const int device = device_of(problem);
+    const torch::stable::accelerator::DeviceGuard guard(device);
+    const cudaStream_t stream = current_stream(device);
+    const Params params = params_of(problem);
+    const bool vector_access = is_vector_aligned({&problem.x, &out});
+    with_scalar_type(problem.x.scalar_type(), [&](auto tag) {
+      using scalar_t = decltype(tag);
+      const scalar_t* x = static_cast<const scalar_t*>(problem.x.const_data_ptr());
+      scalar_t* y = static_cast<scalar_t*>(out.mutable_data_ptr());
+      const int vec = vector_width<scalar_t>(problem);
+      with_layout<scalar_t>(vec, is_channels_innermost(problem), [&](auto vec_constant, auto per_column_constant) {
+        constexpr auto kernel =
+            forward_kernel<scalar_t, decltype(vec_constant)::value, decltype(per_column_constant)::value>;
+        const Launch launch = plan_launch(problem, vec_constant, resident_blocks<kernel>(device));
+        kernel<<<launch.grid, kThreads, 0, stream>>>(x, y, launch.tiling, params, vector_access);
+        STD_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
-  });
-}
+  }
 
-void backward_cuda(const Problem& problem, const at::Tensor& grad_output, const at::Tensor& grad_input,
-                   const at::Tensor& param_grads) {
-  const c10::cuda::CUDAGuard guard(problem.x.device());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int device = problem.x.get_device();
-  const Params params = params_of(problem);
-  const bool with_param_grads = param_grads.defined();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, problem.x.scalar_type(), "sqish_cuda_backward", [&] {
-    const int vec = vector_width<scalar_t>(problem, {&problem.x, &grad_output, &grad_input});
-    with_layout<scalar_t>(vec, is_channels_innermost(problem), [&](auto vec_constant, auto per_column_constant) {
-      constexpr int kVec = decltype(vec_constant)::value;
-      constexpr bool kPerColumn = decltype(per_column_constant)::value;
-      const scalar_t* g = grad_output.const_data_ptr<scalar_t>();
-      const scalar_t* x = problem.x.const_data_ptr<scalar_t>();
-      scalar_t* gx = grad_input.mutable_data_ptr<scalar_t>();
-      if (!with_param_grads) {
-        constexpr auto kernel = backward_kernel<scalar_t, kVec, kPerColumn, false>;
+  static void backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
+                       const Tensor* param_grads) {
+    const int device = device_of(problem);
+    const torch::stable::accelerator::DeviceGuard guard(device);
+    const cudaStream_t stream = current_stream(device);
+    const Params params = params_of(problem);
+    const bool vector_access = is_vector_aligned({&problem.x, &grad_output, &grad_input});
+    with_scalar_type(problem.x.scalar_type(), [&](auto tag) {
+      using scalar_t = decltype(tag);
+      const scalar_t* g = static_cast<const scalar_t*>(grad_output.const_data_ptr());
+      const scalar_t* x = static_cast<const scalar_t*>(problem.x.const_data_ptr());
+      scalar_t* gx = static_cast<scalar_t*>(grad_input.mutable_data_ptr());
+      const int vec = vector_width<scalar_t>(problem);
+      with_layout<scalar_t>(vec, is_channels_innermost(problem), [&](auto vec_constant, auto per_column_constant) {
+        constexpr int kVec = decltype(vec_constant)::value;
+        constexpr bool kPerColumn = decltype(per_column_constant)::value;
+        if (param_grads == nullptr) {
+          constexpr auto kernel = backward_kernel<scalar_t, kVec, kPerColumn, false>;
+          const Launch launch = plan_launch(problem, kVec, resident_blocks<kernel>(device));
+          kernel<<<launch.grid, kThreads, 0, stream>>>(g, x, gx, launch.tiling, params, Partials{nullptr, 0},
+                                                       vector_access);
+          STD_CUDA_KERNEL_LAUNCH_CHECK();
+          return;
+        }
+        constexpr auto kernel = backward_kernel<scalar_t, kVec, kPerColumn, true>;
         const Launch launch = plan_launch(problem, kVec, resident_blocks<kernel>(device));
-        kernel<<<launch.grid, kThreads, 0, stream>>>(g, x, gx, launch.tiling, params, Partials{nullptr, 0});
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-        return;
-      }
-      constexpr auto kernel = backward_kernel<scalar_t, kVec, kPerColumn, true>;
-      const Launch launch = plan_launch(problem, kVec, resident_blocks<kernel>(device));
-      // Every cell is written by exactly one block, so no zero-fill is needed.
-      const at::Tensor scratch =
-          at::empty({problem.channels * kTerms * launch.splits}, problem.x.options().dtype(at::kDouble));
-      const Partials partials{scratch.mutable_data_ptr<double>(), launch.splits};
-      kernel<<<launch.grid, kThreads, 0, stream>>>(g, x, gx, launch.tiling, params, partials);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      constexpr int64_t kChannelsPerBlock = kFinalizeThreads / kWarpSize;
-      finalize_param_grads_kernel<<<unsigned(ceil_div(problem.channels, kChannelsPerBlock)), kFinalizeThreads, 0,
-                                    stream>>>(partials, problem.channels, params,
-                                              param_grads.mutable_data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+        // Every cell is written by exactly one block, so no zero-fill is needed.
+        const int64_t scratch_shape[] = {problem.channels * kTerms * launch.splits};
+        const Tensor scratch = torch::stable::new_empty(problem.x, scratch_shape, ScalarType::Double);
+        const Partials partials{static_cast<double*>(scratch.mutable_data_ptr()), launch.splits};
+        kernel<<<launch.grid, kThreads, 0, stream>>>(g, x, gx, launch.tiling, params, partials, vector_access);
+        STD_CUDA_KERNEL_LAUNCH_CHECK();
+        constexpr int64_t kChannelsPerBlock = kFinalizeThreads / kWarpSize;
+        finalize_param_grads_kernel<<<unsigned(ceil_div(problem.channels, kChannelsPerBlock)), kFinalizeThreads, 0,
+                                      stream>>>(partials, problem.channels, params,
+                                                static_cast<double*>(param_grads->mutable_data_ptr()));
+        STD_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
-  });
-}
+  }
+};
 
-}  // namespace sqish
+}  // namespace
+}  // namespace sqish::cuda
+
+STABLE_TORCH_LIBRARY_IMPL(sqish, CUDA, m) { SQISH_REGISTER_KERNELS(m, sqish::cuda::CudaKernels); }
+
+// The CUDA kernels form the module sqish_ext._cuda; the schema comes from sqish_ext._C.
+SQISH_PYTHON_MODULE_INIT(_cuda)
