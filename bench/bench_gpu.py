@@ -98,6 +98,37 @@ def measure(dtype):
     }
 
 
+# The CPU benchmark's per-channel CNN shapes (bench_cpu.py), batch scaled up 8x for the GPU.
+CHANNEL_SHAPES = [(256, 64, 56, 56), (64, 256, 14, 14)]
+
+
+def measure_per_channel(dtype):
+    """Per-channel learnable α, β, γ at CNN shapes, NCHW and channels_last: forward
+    and forward+backward, as ratios to F.silu and F.prelu."""
+    rows = []
+    for shape in CHANNEL_SHAPES:
+        for layout, memory_format in (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            x = torch.randn(shape, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
+            g = torch.randn_like(x)
+            params = make_params(shape[1], (True,) * 3, requires_grad=True)
+            prelu_weight = torch.full((shape[1],), 0.25, device="cuda", dtype=dtype, requires_grad=True)
+            x_leaf = x.detach().requires_grad_()
+
+            def fwd_bwd(fn, *args):
+                return lambda: torch.autograd.grad(fn(x_leaf, *args), [x_leaf, *args], g)
+
+            ms = {
+                "forward": median_ms(lambda: torch.ops.sqish.sqish(x, *[p.detach() for p in params])),
+                "silu": median_ms(lambda: F.silu(x)),
+                "prelu": median_ms(lambda: F.prelu(x, prelu_weight.detach())),
+                "fwd+bwd": median_ms(fwd_bwd(torch.ops.sqish.sqish, *params)),
+                "silu fwd+bwd": median_ms(fwd_bwd(F.silu)),
+                "prelu fwd+bwd": median_ms(fwd_bwd(F.prelu, prelu_weight)),
+            }
+            rows.append({"shape": "×".join(map(str, shape)), "layout": layout, "ms": ms})
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="also write every figure and target to this file")
@@ -106,6 +137,7 @@ def main():
         sys.exit("bench_gpu.py needs a CUDA device")
     check_kernels()
     results = {name: measure(dtype) for name, dtype in DTYPES.items()}
+    per_channel = {name: measure_per_channel(dtype) for name, dtype in DTYPES.items()}
 
     lines = [f"Sqish on {torch.cuda.get_device_name()}, torch {torch.__version__}, 2^28 elements, "
              f"median of {REPEATS} (CUDA events)",
@@ -139,6 +171,16 @@ def main():
             record["targets"].append({"dtype": name, "target": label, "measured": value, "bound": bound,
                                       "passed": passed})
     lines.append(f"targets missed: {misses}")
+    lines.append("")
+    lines.append("Per-channel learnable parameters: sqish_ext time / reference time")
+    lines.append(f"{'dtype':9} {'shape':14} {'layout':14} {'fwd/silu':>9} {'fwd/prelu':>9} {'f+b/silu':>9} {'f+b/prelu':>9}")
+    for name, rows in per_channel.items():
+        for row in rows:
+            ms = row["ms"]
+            lines.append(f"{name:9} {row['shape']:14} {row['layout']:14} {ms['forward'] / ms['silu']:9.2f} "
+                         f"{ms['forward'] / ms['prelu']:9.2f} {ms['fwd+bwd'] / ms['silu fwd+bwd']:9.2f} "
+                         f"{ms['fwd+bwd'] / ms['prelu fwd+bwd']:9.2f}")
+    record["per_channel"] = per_channel
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:
