@@ -96,7 +96,7 @@ compiled_per_channel_composite = torch.compile(per_channel_composite, fullgraph=
 
 def per_channel_variants(x, grad, training):
     channels = x.shape[1]
-    prelu_weight = torch.full((channels,), 0.25, requires_grad=training)
+    prelu_weight = torch.full((channels,), 0.25, dtype=x.dtype, requires_grad=training)
     params = channel_parameters(channels, training)
 
     def call(fn, *args):

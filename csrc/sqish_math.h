@@ -11,10 +11,12 @@
 
 #include <cmath>
 
+// Always inlined: a call would pass and return whole vectors through memory, and
+// the backward's terms are too large for the compiler to inline them on its own.
 #if defined(__CUDACC__)
 #define SQISH_HOST_DEVICE __host__ __device__ __forceinline__
 #else
-#define SQISH_HOST_DEVICE inline
+#define SQISH_HOST_DEVICE inline __attribute__((always_inline))
 #endif
 
 namespace sqish {

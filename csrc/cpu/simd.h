@@ -20,6 +20,10 @@
 #include <immintrin.h>
 #endif
 
+// Every function here is forced inline: a call would pass vectors through memory
+// and spill the caller's live registers (all vector registers are caller-saved).
+#define SQISH_SIMD_INLINE inline __attribute__((always_inline))
+
 namespace sqish::simd {
 
 #if defined(__AVX512F__)
@@ -68,28 +72,28 @@ struct Vec {
   Vec(T s) : raw(Raw{} + s) {}          // NOLINT: broadcast
   explicit Vec(int s) : Vec(T(s)) {}
 
-  static Vec load(const T* p) {
+  SQISH_SIMD_INLINE static Vec load(const T* p) {
     Raw r;
     std::memcpy(&r, p, sizeof r);
     return r;
   }
   // The first `count` lanes from p, the rest 0.
-  static Vec load(const T* p, int64_t count) {
+  SQISH_SIMD_INLINE static Vec load(const T* p, int64_t count) {
     T lanes[kSize] = {};
     std::memcpy(lanes, p, count * sizeof(T));
     return load(lanes);
   }
-  void store(T* p) const { std::memcpy(p, &raw, sizeof raw); }
-  void store(T* p, int64_t count) const { std::memcpy(p, &raw, count * sizeof(T)); }
+  SQISH_SIMD_INLINE void store(T* p) const { std::memcpy(p, &raw, sizeof raw); }
+  SQISH_SIMD_INLINE void store(T* p, int64_t count) const { std::memcpy(p, &raw, count * sizeof(T)); }
 
   T operator[](int i) const { return raw[i]; }
 
-  friend Vec operator+(Vec a, Vec b) { return a.raw + b.raw; }
-  friend Vec operator-(Vec a, Vec b) { return a.raw - b.raw; }
-  friend Vec operator*(Vec a, Vec b) { return a.raw * b.raw; }
-  friend Vec operator/(Vec a, Vec b) { return a.raw / b.raw; }
-  friend Vec operator-(Vec a) { return -a.raw; }
-  Vec& operator+=(Vec b) { return raw += b.raw, *this; }
+  SQISH_SIMD_INLINE friend Vec operator+(Vec a, Vec b) { return a.raw + b.raw; }
+  SQISH_SIMD_INLINE friend Vec operator-(Vec a, Vec b) { return a.raw - b.raw; }
+  SQISH_SIMD_INLINE friend Vec operator*(Vec a, Vec b) { return a.raw * b.raw; }
+  SQISH_SIMD_INLINE friend Vec operator/(Vec a, Vec b) { return a.raw / b.raw; }
+  SQISH_SIMD_INLINE friend Vec operator-(Vec a) { return -a.raw; }
+  SQISH_SIMD_INLINE Vec& operator+=(Vec b) { return raw += b.raw, *this; }
 };
 
 // A lane mask: all bits set where true.
@@ -100,30 +104,30 @@ struct Mask {
 
 // Lanes [0, count) set.
 template <typename T>
-Mask<T> first_lanes(int64_t count) {
+SQISH_SIMD_INLINE Mask<T> first_lanes(int64_t count) {
   typename Vec<T>::IntRaw index;
   for (int i = 0; i < Vec<T>::kSize; ++i) index[i] = i;
   return {index < typename Vec<T>::Int(count)};
 }
 
 template <typename T>
-Vec<T> select(Mask<T> mask, Vec<T> if_true, Vec<T> if_false) {
+SQISH_SIMD_INLINE Vec<T> select(Mask<T> mask, Vec<T> if_true, Vec<T> if_false) {
   return mask.raw ? if_true.raw : if_false.raw;
 }
 template <typename T>
-Mask<T> is_nonnegative(Vec<T> v) {
+SQISH_SIMD_INLINE Mask<T> is_nonnegative(Vec<T> v) {
   return {v.raw >= T(0)};
 }
 template <typename T>
-Mask<T> is_zero(Vec<T> v) {
+SQISH_SIMD_INLINE Mask<T> is_zero(Vec<T> v) {
   return {v.raw == T(0)};
 }
 template <typename T>
-Mask<T> is_nan(Vec<T> v) {
+SQISH_SIMD_INLINE Mask<T> is_nan(Vec<T> v) {
   return {v.raw != v.raw};
 }
 template <typename T>
-Vec<T> abs_of(Vec<T> v) {
+SQISH_SIMD_INLINE Vec<T> abs_of(Vec<T> v) {
   using IntRaw = typename Vec<T>::IntRaw;
   const IntRaw magnitude = IntRaw{} + std::numeric_limits<typename Vec<T>::Int>::max();  // all but the sign
   return (typename Vec<T>::Raw)((IntRaw)v.raw & magnitude);
@@ -131,17 +135,17 @@ Vec<T> abs_of(Vec<T> v) {
 // a·b + c: the kernels are compiled with -ffp-contract=fast, which fuses it where
 // the level has FMA.
 template <typename T>
-Vec<T> mul_add(Vec<T> a, Vec<T> b, Vec<T> c) {
+SQISH_SIMD_INLINE Vec<T> mul_add(Vec<T> a, Vec<T> b, Vec<T> c) {
   return a.raw * b.raw + c.raw;
 }
 // min/max that keep a NaN in `v` (the comparisons are false for it).
 template <typename T>
-Vec<T> clamp(Vec<T> v, T low, T high) {
+SQISH_SIMD_INLINE Vec<T> clamp(Vec<T> v, T low, T high) {
   const typename Vec<T>::Raw lo = v.raw < low ? Vec<T>(low).raw : v.raw;
   return lo > high ? Vec<T>(high).raw : lo;
 }
 template <typename T>
-T horizontal_sum(Vec<T> v) {
+SQISH_SIMD_INLINE T horizontal_sum(Vec<T> v) {
   T sum = 0;
   for (int i = 0; i < Vec<T>::kSize; ++i) sum += v[i];
   return sum;
@@ -152,7 +156,7 @@ T horizontal_sum(Vec<T> v) {
 // |r| ≤ ln 2 / 2, Cephes' degree-6 polynomial for e^r (about 1 ulp), and 2^n
 // applied as two factors so that subnormal results are rounded once. Clamping
 // keeps n in range (below −104 the result rounds to 0, above 89 to ∞) and keeps NaN.
-inline Vec<float> exp_of(Vec<float> v) {
+SQISH_SIMD_INLINE Vec<float> exp_of(Vec<float> v) {
   using V = Vec<float>;
   using IntRaw = V::IntRaw;
   const V x = clamp(v, -104.0f, 89.0f);
@@ -177,7 +181,7 @@ inline Vec<float> exp_of(Vec<float> v) {
 }
 
 // float64 keeps the C library's exp per lane: it is the accuracy reference dtype.
-inline Vec<double> exp_of(Vec<double> v) {
+SQISH_SIMD_INLINE Vec<double> exp_of(Vec<double> v) {
   Vec<double> out;
   for (int i = 0; i < Vec<double>::kSize; ++i) out.raw[i] = std::exp(v.raw[i]);
   return out;
@@ -191,10 +195,10 @@ template <typename scalar_t>
 struct Storage {
   using opmath_t = scalar_t;
   using V = Vec<opmath_t>;
-  static V load(const scalar_t* p) { return V::load(p); }
-  static V load(const scalar_t* p, int64_t count) { return V::load(p, count); }
-  static void store(scalar_t* p, V v) { v.store(p); }
-  static void store(scalar_t* p, V v, int64_t count) { v.store(p, count); }
+  SQISH_SIMD_INLINE static V load(const scalar_t* p) { return V::load(p); }
+  SQISH_SIMD_INLINE static V load(const scalar_t* p, int64_t count) { return V::load(p, count); }
+  SQISH_SIMD_INLINE static void store(scalar_t* p, V v) { v.store(p); }
+  SQISH_SIMD_INLINE static void store(scalar_t* p, V v, int64_t count) { v.store(p, count); }
 };
 
 template <typename Derived, typename scalar_t>
@@ -204,21 +208,21 @@ struct HalfWidthStorage {
   static constexpr int kSize = V::kSize;
   using Bits = HalfWidthBits;
 
-  static V load(const scalar_t* p) {
+  SQISH_SIMD_INLINE static V load(const scalar_t* p) {
     Bits bits;
     std::memcpy(&bits, p, sizeof bits);
     return Derived::widen(bits);
   }
-  static V load(const scalar_t* p, int64_t count) {
+  SQISH_SIMD_INLINE static V load(const scalar_t* p, int64_t count) {
     Bits bits = {};
     std::memcpy(&bits, p, count * sizeof(uint16_t));
     return Derived::widen(bits);
   }
-  static void store(scalar_t* p, V v) {
+  SQISH_SIMD_INLINE static void store(scalar_t* p, V v) {
     const Bits bits = Derived::narrow(v);
     std::memcpy(p, &bits, sizeof bits);
   }
-  static void store(scalar_t* p, V v, int64_t count) {
+  SQISH_SIMD_INLINE static void store(scalar_t* p, V v, int64_t count) {
     const Bits bits = Derived::narrow(v);
     std::memcpy(p, &bits, count * sizeof(uint16_t));
   }
@@ -230,8 +234,8 @@ template <>
 struct Storage<c10::BFloat16> : HalfWidthStorage<Storage<c10::BFloat16>, c10::BFloat16> {
   using Wide = UInt32Raw;
 
-  static V widen(Bits bits) { return (V::Raw)(__builtin_convertvector(bits, Wide) << 16); }
-  static Bits narrow(V v) {
+  SQISH_SIMD_INLINE static V widen(Bits bits) { return (V::Raw)(__builtin_convertvector(bits, Wide) << 16); }
+  SQISH_SIMD_INLINE static Bits narrow(V v) {
     const Wide u = (Wide)v.raw;
     const Wide rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
     const Wide quiet_nan = Wide{} + 0x7FC0u;
@@ -243,7 +247,7 @@ struct Storage<c10::BFloat16> : HalfWidthStorage<Storage<c10::BFloat16>, c10::BF
 // do), else lane by lane with c10::Half's own conversion.
 template <>
 struct Storage<c10::Half> : HalfWidthStorage<Storage<c10::Half>, c10::Half> {
-  static V widen(Bits bits) {
+  SQISH_SIMD_INLINE static V widen(Bits bits) {
 #if defined(__AVX512F__)
     return (V::Raw)_mm512_cvtph_ps((__m256i)bits);
 #elif defined(__F16C__)
@@ -254,7 +258,7 @@ struct Storage<c10::Half> : HalfWidthStorage<Storage<c10::Half>, c10::Half> {
     return v;
 #endif
   }
-  static Bits narrow(V v) {
+  SQISH_SIMD_INLINE static Bits narrow(V v) {
 #if defined(__AVX512F__)
     return (Bits)_mm512_cvtps_ph((__m512)v.raw, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #elif defined(__F16C__)
