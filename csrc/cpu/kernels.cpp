@@ -8,9 +8,11 @@
 //   shared parameters (C == 1): a flat array;
 //   channel runs (S > 1): [outer][C][S], runs of S elements of one channel (NCHW);
 //   channels innermost (S == 1): rows of C channels ([rows][C]: channels_last, (N, C)).
-// Channel runs broadcast one channel's coefficients over the run. Channels
-// innermost walk a tile of rows one channel vector at a time: its coefficients
-// are loaded once per tile and its gradient sums stay in registers over the tile.
+// Channel runs broadcast one channel's coefficients over the run, and keep their
+// gradient sums in registers. Channels innermost walk the rows in memory order,
+// loading each channel vector's coefficients (and, in the backward, adding its
+// terms to float32 sums per channel) from arrays that stay in L1: walking one
+// channel vector down many rows instead strides through memory and measured slower.
 //
 // Parameter-gradient sums. Each float32 (opmath) accumulator lane adds at most
 // kFlushTerms terms, then flushes into float64 sums per channel. The elements are
@@ -29,6 +31,11 @@
 #include <type_traits>
 #include <vector>
 
+// The per-vector step and the loops around it are forced inline (functions and
+// lambdas alike): the compiler finds the step too large to inline by itself, and a
+// call per vector passes its coefficients and sums through memory.
+#define SQISH_ALWAYS_INLINE __attribute__((always_inline))
+
 namespace sqish::cpu::SQISH_CPU_LEVEL {
 namespace {
 
@@ -39,8 +46,6 @@ using simd::Vec;
 constexpr int64_t kGrainSize = 32768;
 // Terms one float32 accumulator lane adds before they move into float64.
 constexpr int64_t kFlushTerms = 512;
-// Channels innermost: elements of a tile of rows (16 KiB of float32, well inside L1).
-constexpr int64_t kTileElements = 4096;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -90,7 +95,7 @@ Layout layout_of(const Problem& problem) {
 // Calls fn(begin, end, channel) for each run of one channel's elements in [begin, end)
 // (the channel-runs layout).
 template <typename Fn>
-void for_each_channel_run(const Problem& problem, int64_t begin, int64_t end, const Fn& fn) {
+SQISH_ALWAYS_INLINE inline void for_each_channel_run(const Problem& problem, int64_t begin, int64_t end, const Fn& fn) {
   const int64_t stride = problem.channel_stride;
   for (int64_t o = begin; o < end;) {
     const int64_t run_end = std::min(end, (o / stride + 1) * stride);
@@ -103,7 +108,7 @@ void for_each_channel_run(const Problem& problem, int64_t begin, int64_t end, co
 // then one partial vector if the length is not a multiple of the width.
 // Two full vectors per iteration: independent exp chains the core can overlap.
 template <int kWidth, typename Fn>
-inline void for_each_step(int64_t begin, int64_t end, const Fn& fn) {
+SQISH_ALWAYS_INLINE inline void for_each_step(int64_t begin, int64_t end, const Fn& fn) {
   using Full = std::integral_constant<int64_t, kWidth>;
   int64_t o = begin;
   for (; o + 2 * kWidth <= end; o += 2 * kWidth) fn(o, Full{}), fn(o + kWidth, Full{});
@@ -123,15 +128,15 @@ void forward_kernel(const Problem& problem, const Tensor& out) {
   scalar_t* y = static_cast<scalar_t*>(out.mutable_data_ptr());
   const int64_t numel = problem.x.numel(), channels = problem.channels;
 
-  auto step = [&](int64_t o, auto count, const Coeffs<V>& p) {
+  auto step = [&](int64_t o, auto count, const Coeffs<V>& p) SQISH_ALWAYS_INLINE {
     if constexpr (std::is_same_v<decltype(count), std::integral_constant<int64_t, W>>) {
       St::store(y + o, forward(St::load(x + o), p));
     } else {
       St::store(y + o, forward(St::load(x + o, count), p), count);
     }
   };
-  auto run = [&](int64_t begin, int64_t end, const Coeffs<V>& p) {
-    for_each_step<W>(begin, end, [&](int64_t o, auto count) { step(o, count, p); });
+  auto run = [&](int64_t begin, int64_t end, const Coeffs<V>& p) SQISH_ALWAYS_INLINE {
+    for_each_step<W>(begin, end, [&](int64_t o, auto count) SQISH_ALWAYS_INLINE { step(o, count, p); });
   };
 
   switch (layout_of(problem)) {
@@ -142,7 +147,7 @@ void forward_kernel(const Problem& problem, const Tensor& out) {
       break;
     case Layout::kChannelRuns:
       torch::stable::parallel_for(0, numel, kGrainSize, [&](int64_t begin, int64_t end) {
-        for_each_channel_run(problem, begin, end, [&](int64_t b, int64_t e, int64_t ch) {
+        for_each_channel_run(problem, begin, end, [&](int64_t b, int64_t e, int64_t ch) SQISH_ALWAYS_INLINE {
           run(b, e, coeffs.broadcast(ch));
         });
       });
@@ -151,7 +156,7 @@ void forward_kernel(const Problem& problem, const Tensor& out) {
       torch::stable::parallel_for(0, numel / channels, std::max<int64_t>(1, kGrainSize / channels),
                                   [&](int64_t first_row, int64_t last_row) {
         for (int64_t row = first_row; row < last_row; ++row) {
-          for_each_step<W>(0, channels, [&](int64_t ch, auto count) { step(row * channels + ch, count, coeffs.load(ch)); });
+          for_each_step<W>(0, channels, [&](int64_t ch, auto count) SQISH_ALWAYS_INLINE { step(row * channels + ch, count, coeffs.load(ch)); });
         }
       });
       break;
@@ -182,7 +187,7 @@ void backward_kernel(const Problem& problem, const Tensor& grad_output, const Te
   const Layout layout = layout_of(problem);
 
   // One step: grad_input for `count` elements at o, their terms added to acc.
-  auto step = [&](int64_t o, auto count, const Coeffs<V>& p, Accumulator<V>& acc) {
+  auto step = [&](int64_t o, auto count, const Coeffs<V>& p, Accumulator<V>& acc) SQISH_ALWAYS_INLINE {
     constexpr bool kFull = std::is_same_v<decltype(count), std::integral_constant<int64_t, W>>;
     const V xv = kFull ? St::load(x + o) : St::load(x + o, count);
     const V gv = kFull ? St::load(g + o) : St::load(g + o, count);
@@ -218,7 +223,7 @@ void backward_kernel(const Problem& problem, const Tensor& grad_output, const Te
     const int64_t begin = part * part_units * unit;
     const int64_t end = std::min(units, (part + 1) * part_units) * unit;
     double* part_sums = kParamGrads ? sums.data() + part * 3 * channels : nullptr;
-    auto flush = [&](const Accumulator<V>& acc, int64_t ch) {
+    auto flush = [&](const Accumulator<V>& acc, int64_t ch) SQISH_ALWAYS_INLINE {
       if constexpr (kParamGrads) {
         part_sums[ch] += horizontal_sum(acc.x_sc);
         part_sums[channels + ch] += horizontal_sum(acc.x_q);
@@ -226,12 +231,12 @@ void backward_kernel(const Problem& problem, const Tensor& grad_output, const Te
       }
     };
     // A run of one channel's elements, flushed every kFlushTerms steps.
-    auto run = [&](int64_t run_begin, int64_t run_end, int64_t ch) {
+    auto run = [&](int64_t run_begin, int64_t run_end, int64_t ch) SQISH_ALWAYS_INLINE {
       const Coeffs<V> p = coeffs.broadcast(ch);
       for (int64_t b = run_begin; b < run_end; b += kFlushTerms * W) {
         Accumulator<V> acc;
         for_each_step<W>(b, std::min(run_end, b + kFlushTerms * W),
-                         [&](int64_t o, auto count) { step(o, count, p, acc); });
+                         [&](int64_t o, auto count) SQISH_ALWAYS_INLINE { step(o, count, p, acc); });
         flush(acc, ch);
       }
     };
@@ -243,20 +248,16 @@ void backward_kernel(const Problem& problem, const Tensor& grad_output, const Te
         for_each_channel_run(problem, begin, end, run);
         break;
       case Layout::kChannelsInnermost: {
-        // A tile's sums stay in registers per channel vector, then go into float32
-        // sums per channel, which flush into float64 every kFlushTerms rows.
+        // Rows in memory order; each channel vector's terms go into float32 sums per
+        // channel (in L1), which flush into float64 every kFlushTerms rows.
         const int64_t padded = ceil_div(channels, W) * W;
-        const int64_t tile_rows = std::clamp<int64_t>(kTileElements / padded, 1, kFlushTerms);
-        const int64_t block_rows = tile_rows * (kFlushTerms / tile_rows);
         std::vector<opmath_t> block(kParamGrads ? 3 * padded : 0);
-        for (int64_t block_begin = begin / channels; block_begin < end / channels; block_begin += block_rows) {
-          const int64_t block_end = std::min(end / channels, block_begin + block_rows);
-          for (int64_t tile = block_begin; tile < block_end; tile += tile_rows) {
-            const int64_t tile_end = std::min(block_end, tile + tile_rows);
-            for_each_step<W>(0, channels, [&](int64_t ch, auto count) {
-              const Coeffs<V> p = coeffs.load(ch);
+        for (int64_t block_begin = begin / channels; block_begin < end / channels; block_begin += kFlushTerms) {
+          const int64_t block_end = std::min(end / channels, block_begin + kFlushTerms);
+          for (int64_t row = block_begin; row < block_end; ++row) {
+            for_each_step<W>(0, channels, [&](int64_t ch, auto count) SQISH_ALWAYS_INLINE {
               Accumulator<V> acc;
-              for (int64_t row = tile; row < tile_end; ++row) step(row * channels + ch, count, p, acc);
+              step(row * channels + ch, count, coeffs.load(ch), acc);
               if constexpr (kParamGrads) {
                 (V::load(&block[ch]) + acc.x_sc).store(&block[ch]);
                 (V::load(&block[padded + ch]) + acc.x_q).store(&block[padded + ch]);
