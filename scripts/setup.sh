@@ -13,4 +13,4 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install --quiet -r requirements.txt
 # --no-build-isolation: compile against the torch just installed, not a fresh copy.
 MAX_JOBS="${MAX_JOBS:-$(nproc)}" .venv/bin/python -m pip install --quiet --no-build-isolation --no-deps -e .
-.venv/bin/python -c "import sqish_ext, sqish_ext._build_info as b; print('sqish_ext ready: torch', b.TORCH_VERSION, '| CUDA kernels:', b.CUDA_ARCH_LIST or 'none')"
+.venv/bin/python -c "import torch, sqish_ext, sqish_ext._build_info as b; print('sqish_ext ready: torch', torch.__version__, '(built for torch >=', b.TORCH_TARGET_VERSION + ') | CUDA kernels:', b.CUDA_ARCH_LIST if sqish_ext.CUDA_KERNELS_OFF is None else sqish_ext.CUDA_KERNELS_OFF)"
