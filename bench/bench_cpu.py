@@ -57,16 +57,21 @@ def inplace_variants(x, source):
     }
 
 
+def training_step(fn, x, grad, *params):
+    """One forward+backward of fn(x, *params), gradients cleared first."""
+    def run():
+        x.grad = None
+        for p in params:
+            p.grad = None
+        fn(x, *params).backward(grad)
+    return run
+
+
 def training_variants(x, grad):
     learnable = parameters(True)
 
     def step(fn, *params):
-        def run():
-            x.grad = None
-            for p in params:
-                p.grad = None
-            fn(x, *params).backward(grad)
-        return run
+        return training_step(fn, x, grad, *params)
 
     return {
         "sqish_ext": step(sqish_ext.sqish, *learnable),
@@ -100,15 +105,7 @@ def per_channel_variants(x, grad, training):
     params = channel_parameters(channels, training)
 
     def call(fn, *args):
-        if not training:
-            return lambda: fn(x, *args)
-
-        def run():
-            x.grad = None
-            for p in args:
-                p.grad = None
-            fn(x, *args).backward(grad)
-        return run
+        return training_step(fn, x, grad, *args) if training else lambda: fn(x, *args)
 
     return {
         "sqish_ext": call(sqish_ext.sqish, *params),

@@ -7,6 +7,8 @@
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
 #include <torch/headeronly/core/ScalarType.h>
+#include <torch/headeronly/util/BFloat16.h>
+#include <torch/headeronly/util/Half.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -75,6 +77,18 @@ inline std::string device(const Tensor& t) {
 #define SQISH_CHECK_TYPE(cond, ...) SQISH_CHECK("TypeError", cond, __VA_ARGS__)
 #define SQISH_CHECK_VALUE(cond, ...) SQISH_CHECK("ValueError", cond, __VA_ARGS__)
 #define SQISH_CHECK_RUNTIME(cond, ...) SQISH_CHECK(nullptr, cond, __VA_ARGS__)
+
+// Calls fn(scalar_t{}) for one of the input dtypes that make_problem accepts.
+template <typename Fn>
+void with_scalar_type(ScalarType type, const Fn& fn) {
+  switch (type) {
+    case ScalarType::Float: return fn(float{});
+    case ScalarType::Double: return fn(double{});
+    case ScalarType::Half: return fn(c10::Half{});
+    case ScalarType::BFloat16: return fn(c10::BFloat16{});
+    default: error::raise(nullptr, "sqish: unsupported dtype ", type);
+  }
+}
 
 namespace detail {
 

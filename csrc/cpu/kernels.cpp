@@ -297,18 +297,6 @@ void backward_kernel(const Problem& problem, const Tensor& grad_output, const Te
   }
 }
 
-// Calls fn(scalar_t{}) for x's dtype (make_problem has checked it).
-template <typename Fn>
-void with_scalar_type(ScalarType type, const Fn& fn) {
-  switch (type) {
-    case ScalarType::Float: return fn(float{});
-    case ScalarType::Double: return fn(double{});
-    case ScalarType::Half: return fn(c10::Half{});
-    case ScalarType::BFloat16: return fn(c10::BFloat16{});
-    default: error::raise(nullptr, "sqish (CPU): unsupported dtype ", type);
-  }
-}
-
 void forward(const Problem& problem, const Tensor& out) {
   with_scalar_type(problem.x.scalar_type(), [&](auto tag) { forward_kernel<decltype(tag)>(problem, out); });
 }

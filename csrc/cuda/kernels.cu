@@ -585,18 +585,6 @@ Launch plan_launch(const Problem& problem, int vec, int64_t target_blocks) {
           (per_column ? 1 : column_blocks) * row_blocks};
 }
 
-// Calls fn(scalar_t{}) for x's dtype (make_problem has checked it).
-template <typename Fn>
-void with_scalar_type(ScalarType type, const Fn& fn) {
-  switch (type) {
-    case ScalarType::Float: return fn(float{});
-    case ScalarType::Double: return fn(double{});
-    case ScalarType::Half: return fn(c10::Half{});
-    case ScalarType::BFloat16: return fn(c10::BFloat16{});
-    default: error::raise(nullptr, "sqish (CUDA): unsupported dtype ", type);
-  }
-}
-
 // Calls fn(std::integral_constant<int, kVec>, std::bool_constant<kPerColumn>).
 template <typename scalar_t, typename Fn>
 void with_layout(int vec, bool per_column, const Fn& fn) {
