@@ -159,9 +159,9 @@ inline Problem make_problem(const char* op, const Tensor& x, const Tensor& alpha
   return {dense, alpha, beta, gamma, channels, channel_stride};
 }
 
-// One parameter's gradient from the per-channel table: summed over channels when
-// the parameter is a single value shared by several. Always a fresh tensor: the
-// outputs must not alias the table or each other.
+// One parameter's gradient from column `column` of a (channels, 3) float64 table:
+// summed over channels when the parameter is a single value shared by several.
+// Always a fresh tensor: the outputs must not alias the table or each other.
 inline Tensor parameter_grad(const Tensor& table, int64_t column, const Tensor& param) {
   const Tensor per_channel = torch::stable::select(table, 1, column);
   const bool shared = param.dim() == 0 && per_channel.size(0) > 1;
@@ -173,15 +173,26 @@ inline Tensor parameter_grad(const Tensor& table, int64_t column, const Tensor& 
 
 }  // namespace detail
 
+// ∂L/∂α, ∂L/∂β, ∂L/∂γ, each in its parameter's shape and dtype, on x's device.
+struct ParameterGradients {
+  Tensor alpha, beta, gamma;
+};
+
+// The gradients from a (channels, 3) float64 table of per-channel ones on x's device
+// (a backend that cannot write them directly, e.g. from device memory).
+inline ParameterGradients parameter_gradients_from_table(const Tensor& table, const Problem& problem) {
+  return {detail::parameter_grad(table, 0, problem.alpha), detail::parameter_grad(table, 1, problem.beta),
+          detail::parameter_grad(table, 2, problem.gamma)};
+}
+
 // The ops, for a backend's kernels:
 //   struct Kernels {
 //     static void forward(const Problem&, const Tensor& out);          // out may alias x
 //     static void backward(const Problem&, const Tensor& grad_output, const Tensor& grad_input,
-//                          const Tensor* param_grads);
+//                          ParameterGradients* param_grads);
 //   };
-// backward writes grad_input and, when param_grads is not null (shape (channels, 3),
-// float64, contiguous), ∂L/∂α, ∂L/∂β, ∂L/∂γ of each channel from the same pass.
-// Kernels are called with at least one element.
+// backward writes grad_input and, when param_grads is not null, sets the three
+// parameter gradients from the same pass. Kernels are called with at least one element.
 template <typename Kernels>
 Tensor forward(Tensor x, Tensor alpha, Tensor beta, Tensor gamma) {
   const Problem problem = detail::make_problem("sqish", x, alpha, beta, gamma);
@@ -219,14 +230,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward(Tensor grad_output, Tensor x
     if (problem.x.numel() > 0) Kernels::backward(problem, grad, grad_input, nullptr);
     return {grad_input, Tensor(), Tensor(), Tensor()};
   }
-  // Each backend writes every row; with no elements, every gradient is 0.
-  const int64_t table_shape[] = {problem.channels, 3};
-  Tensor table = problem.x.numel() > 0
-                     ? torch::stable::new_empty(problem.x, table_shape, ScalarType::Double)
-                     : torch::stable::new_zeros(problem.x, table_shape, ScalarType::Double);
-  if (problem.x.numel() > 0) Kernels::backward(problem, grad, grad_input, &table);
-  return {grad_input, detail::parameter_grad(table, 0, alpha), detail::parameter_grad(table, 1, beta),
-          detail::parameter_grad(table, 2, gamma)};
+  ParameterGradients grads;
+  if (problem.x.numel() > 0) {
+    Kernels::backward(problem, grad, grad_input, &grads);
+  } else {  // no elements: every gradient is 0
+    auto zeros = [&](const Tensor& param) {
+      return torch::stable::new_zeros(problem.x, param.sizes(), param.scalar_type());
+    };
+    grads = {zeros(alpha), zeros(beta), zeros(gamma)};
+  }
+  return {grad_input, grads.alpha, grads.beta, grads.gamma};
 }
 
 }  // namespace sqish

@@ -105,6 +105,11 @@ torch.library.register_autograd(
 _IMPL = torch.library.Library("sqish", "IMPL")
 
 
+# Looked up once: this kernel runs on every in-place call.
+_SQISH_INPLACE = torch.ops.sqish.sqish_.default
+_AFTER_AUTOGRAD = torch._C._after_autograd_keyset
+
+
 def _sqish_inplace_autograd(keyset, x, alpha, beta, gamma):
     if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad or beta.requires_grad
                                     or gamma.requires_grad):
@@ -114,8 +119,8 @@ def _sqish_inplace_autograd(keyset, x, alpha, beta, gamma):
             "torch.no_grad() / torch.inference_mode()"
         )
     with torch._C._AutoDispatchBelowAutograd():
-        torch.ops.sqish.sqish_.default.redispatch(keyset & torch._C._after_autograd_keyset, x, alpha, beta, gamma)
-    torch.autograd.graph.increment_version(x)
+        _SQISH_INPLACE.redispatch(keyset & _AFTER_AUTOGRAD, x, alpha, beta, gamma)
+    torch._C._increment_version(x)
     return x
 
 

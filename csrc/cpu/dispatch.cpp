@@ -65,7 +65,7 @@ const KernelTable& kernels() {
 struct CpuKernels {
   static void forward(const Problem& problem, const Tensor& out) { kernels().forward(problem, out); }
   static void backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
-                       const Tensor* param_grads) {
+                       ParameterGradients* param_grads) {
     kernels().backward(problem, grad_output, grad_input, param_grads);
   }
 };

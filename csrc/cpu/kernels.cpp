@@ -166,6 +166,28 @@ void forward_kernel(const Problem& problem, const Tensor& out) {
 
 // ---- Backward ---------------------------------------------------------------------
 
+// One parameter's gradient, in its shape and dtype, from every channel's: summed
+// over the channels (in channel order, in float64) when the parameter is shared.
+Tensor parameter_grad(const Problem& problem, const Tensor& param, const std::vector<ParamGrads<double>>& per_channel,
+                      double ParamGrads<double>::*member) {
+  Tensor grad = torch::stable::new_empty(problem.x, param.sizes(), param.scalar_type());
+  auto write = [&](auto* out) {
+    if (param.dim() == 0) {
+      double total = 0;
+      for (const ParamGrads<double>& g : per_channel) total += g.*member;
+      out[0] = total;
+    } else {
+      for (size_t ch = 0; ch < per_channel.size(); ++ch) out[ch] = per_channel[ch].*member;
+    }
+  };
+  if (param.scalar_type() == ScalarType::Double) {
+    write(static_cast<double*>(grad.mutable_data_ptr()));
+  } else {
+    write(static_cast<float*>(grad.mutable_data_ptr()));
+  }
+  return grad;
+}
+
 // Running float32 (opmath) sums of the three backward terms (sqish_math.h).
 template <typename V>
 struct Accumulator {
@@ -174,7 +196,7 @@ struct Accumulator {
 
 template <typename scalar_t, bool kParamGrads>
 void backward_kernel(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
-                     const Tensor* param_grads) {
+                     ParameterGradients* param_grads) {
   using St = Storage<scalar_t>;
   using V = typename St::V;
   using opmath_t = typename St::opmath_t;
@@ -284,16 +306,20 @@ void backward_kernel(const Problem& problem, const Tensor& grad_output, const Te
   });
 
   if constexpr (kParamGrads) {
-    double* table = static_cast<double*>(param_grads->mutable_data_ptr());
+    // Each channel's gradients (float64), then the outputs written from them on the
+    // host: no tensor ops, which cost more than the sums for small inputs.
+    std::vector<ParamGrads<double>> per_channel(channels);
     for (int64_t ch = 0; ch < channels; ++ch) {
       double total[3] = {0, 0, 0};
       for (int64_t part = 0; part < parts; ++part) {
         for (int64_t term = 0; term < 3; ++term) total[term] += sums[(part * 3 + term) * channels + ch];
       }
-      const ParamGrads<double> grads = param_grads_from_sums(parameter_value(problem.beta, ch),
-                                                             channel_coeffs(problem, ch), total[0], total[1], total[2]);
-      table[3 * ch] = grads.alpha, table[3 * ch + 1] = grads.beta, table[3 * ch + 2] = grads.gamma;
+      per_channel[ch] = param_grads_from_sums(parameter_value(problem.beta, ch), channel_coeffs(problem, ch),
+                                              total[0], total[1], total[2]);
     }
+    *param_grads = {parameter_grad(problem, problem.alpha, per_channel, &ParamGrads<double>::alpha),
+                    parameter_grad(problem, problem.beta, per_channel, &ParamGrads<double>::beta),
+                    parameter_grad(problem, problem.gamma, per_channel, &ParamGrads<double>::gamma)};
   }
 }
 
@@ -302,7 +328,7 @@ void forward(const Problem& problem, const Tensor& out) {
 }
 
 void backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
-              const Tensor* param_grads) {
+              ParameterGradients* param_grads) {
   with_scalar_type(problem.x.scalar_type(), [&](auto tag) {
     if (param_grads != nullptr) {
       backward_kernel<decltype(tag), true>(problem, grad_output, grad_input, param_grads);

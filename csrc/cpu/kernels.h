@@ -10,7 +10,7 @@ namespace sqish::cpu {
 struct KernelTable {
   void (*forward)(const Problem& problem, const Tensor& out);
   void (*backward)(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
-                   const Tensor* param_grads);
+                   ParameterGradients* param_grads);
 };
 
 #define SQISH_DECLARE_CPU_LEVEL(level) \

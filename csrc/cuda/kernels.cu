@@ -626,7 +626,7 @@ struct CudaKernels {
   }
 
   static void backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
-                       const Tensor* param_grads) {
+                       ParameterGradients* param_grads) {
     const int device = device_of(problem);
     const torch::stable::accelerator::DeviceGuard guard(device);
     const cudaStream_t stream = current_stream(device);
@@ -657,11 +657,16 @@ struct CudaKernels {
         const Partials partials{static_cast<double*>(scratch.mutable_data_ptr()), launch.splits};
         kernel<<<launch.grid, kThreads, 0, stream>>>(g, x, gx, launch.tiling, params, partials, vector_access);
         STD_CUDA_KERNEL_LAUNCH_CHECK();
+        // Each channel's gradients into a (channels, 3) table in device memory, then
+        // into the parameters' shapes and dtypes with torch ops (no host sync).
+        const int64_t table_shape[] = {problem.channels, 3};
+        const Tensor table = torch::stable::new_empty(problem.x, table_shape, ScalarType::Double);
         constexpr int64_t kChannelsPerBlock = kFinalizeThreads / kWarpSize;
         finalize_param_grads_kernel<<<unsigned(ceil_div(problem.channels, kChannelsPerBlock)), kFinalizeThreads, 0,
                                       stream>>>(partials, problem.channels, params,
-                                                static_cast<double*>(param_grads->mutable_data_ptr()));
+                                                static_cast<double*>(table.mutable_data_ptr()));
         STD_CUDA_KERNEL_LAUNCH_CHECK();
+        *param_grads = parameter_gradients_from_table(table, problem);
       });
     });
   }
