@@ -120,7 +120,7 @@ def _sqish_inplace_autograd(keyset, x, alpha, beta, gamma):
         )
     with torch._C._AutoDispatchBelowAutograd():
         _SQISH_INPLACE.redispatch(keyset & _AFTER_AUTOGRAD, x, alpha, beta, gamma)
-    torch._C._increment_version(x)
+    torch.autograd.graph.increment_version(x)
     return x
 
 
