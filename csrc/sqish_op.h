@@ -1,7 +1,7 @@
-// The Sqish ops as every backend runs them: argument validation, output
-// allocation and the parameter-gradient tensors. A backend (cpu/, cuda/) supplies
-// only its kernels (struct Kernels) and registers sqish_op::forward<its Kernels>
-// and friends for its dispatch key. Stable ABI only (torch/csrc/stable, headeronly).
+// The Sqish ops as every backend runs them: argument validation and output
+// allocation. A backend (cpu/, cuda/) supplies only its kernels (a Kernels struct,
+// below) and registers the ops for its dispatch key with SQISH_REGISTER_KERNELS.
+// Stable ABI only (torch/csrc/stable, torch/headeronly).
 #pragma once
 
 #include <torch/csrc/stable/ops.h>
