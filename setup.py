@@ -71,7 +71,7 @@ class BuildWithCpuLevels(BuildExtension):
                 objects = self.compiler.compile(
                     ["csrc/cpu/kernels.cpp"],
                     output_dir=os.path.join(self.build_temp, f"cpu_{level['name']}"),
-                    macros=COMMON_MACROS + [("SQISH_CPU_LEVEL", f"level_{level['name']}")],
+                    macros=[torch_target_macro(), ("SQISH_CPU_LEVEL", f"level_{level['name']}")],
                     include_dirs=ext.include_dirs,
                     extra_postargs=BUILD["cxx_flags"] + BUILD["cpu_kernel_flags"] + level["flags"],
                 )

@@ -106,6 +106,7 @@ inline bool same_device(const Tensor& a, const Tensor& b) {
 // are the contiguous strides of its sizes permuted alike (as for channels_last).
 // Size-1 dimensions have no say.
 inline bool is_non_overlapping_and_dense(const Tensor& x) {
+  if (x.is_contiguous()) return true;  // the common case, without sorting
   std::vector<int64_t> dims;
   for (int64_t d = 0; d < x.dim(); ++d) {
     if (x.size(d) != 1) dims.push_back(d);

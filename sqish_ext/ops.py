@@ -1,6 +1,6 @@
 """Autograd and fake-tensor rules for the compiled ops, and the functional API."""
 import numbers
-from typing import Optional, Tuple, Union
+from typing import Tuple, Union
 
 import torch
 
@@ -98,18 +98,16 @@ torch.library.register_autograd(
 )
 
 
-# The in-place op overwrites the input that any backward would need, so it has no
-# derivative: under autograd it refuses rather than record a wrong graph. Its
-# kernels write through raw pointers, so this kernel also bumps x's version
-# counter, on which autograd's checks of saved tensors rely.
 _IMPL = torch.library.Library("sqish", "IMPL")
-
-
-# Looked up once: this kernel runs on every in-place call.
+# Looked up once: the in-place kernel below runs on every in-place call.
 _SQISH_INPLACE = torch.ops.sqish.sqish_.default
 _AFTER_AUTOGRAD = torch._C._after_autograd_keyset
 
 
+# The in-place op overwrites the input that any backward would need, so it has no
+# derivative: under autograd it refuses rather than record a wrong graph. Its
+# kernels write through raw pointers, so this kernel also bumps x's version
+# counter, on which autograd's checks of saved tensors rely.
 def _sqish_inplace_autograd(keyset, x, alpha, beta, gamma):
     if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad or beta.requires_grad
                                     or gamma.requires_grad):

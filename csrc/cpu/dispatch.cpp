@@ -12,6 +12,8 @@
 
 #include <torch/csrc/stable/library.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <string>
 

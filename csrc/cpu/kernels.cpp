@@ -168,7 +168,7 @@ void forward_kernel(const Problem& problem, const Tensor& out) {
 
 // One parameter's gradient, in its shape and dtype, from every channel's: summed
 // over the channels (in channel order, in float64) when the parameter is shared.
-Tensor parameter_grad(const Problem& problem, const Tensor& param, const std::vector<ParamGrads<double>>& per_channel,
+Tensor host_parameter_grad(const Problem& problem, const Tensor& param, const std::vector<ParamGrads<double>>& per_channel,
                       double ParamGrads<double>::*member) {
   Tensor grad = torch::stable::new_empty(problem.x, param.sizes(), param.scalar_type());
   auto write = [&](auto* out) {
@@ -317,9 +317,9 @@ void backward_kernel(const Problem& problem, const Tensor& grad_output, const Te
       per_channel[ch] = param_grads_from_sums(parameter_value(problem.beta, ch), channel_coeffs(problem, ch),
                                               total[0], total[1], total[2]);
     }
-    *param_grads = {parameter_grad(problem, problem.alpha, per_channel, &ParamGrads<double>::alpha),
-                    parameter_grad(problem, problem.beta, per_channel, &ParamGrads<double>::beta),
-                    parameter_grad(problem, problem.gamma, per_channel, &ParamGrads<double>::gamma)};
+    *param_grads = {host_parameter_grad(problem, problem.alpha, per_channel, &ParamGrads<double>::alpha),
+                    host_parameter_grad(problem, problem.beta, per_channel, &ParamGrads<double>::beta),
+                    host_parameter_grad(problem, problem.gamma, per_channel, &ParamGrads<double>::gamma)};
   }
 }
 
