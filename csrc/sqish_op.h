@@ -24,13 +24,22 @@ namespace sqish {
 using torch::headeronly::ScalarType;
 using torch::stable::Tensor;
 
+// One of α, β, γ after validation: a tensor on x's device, 0-dim or of size
+// `channels`, of a floating dtype (read in float64), or, from the ops' float
+// overloads, a value passed by value (nothing to read from memory).
+struct Parameter {
+  Tensor tensor;  // undefined for a value
+  double value = 0;
+
+  bool is_value() const { return !tensor.defined(); }
+};
+
 // Arguments after validation. x (and grad_output, and every full-size output) is
 // non-overlapping and dense with one shared set of strides, so a kernel may walk
-// the storage as a flat array. alpha, beta, gamma are float32 or float64 tensors on
-// x's device, each 0-dim or of size `channels`.
+// the storage as a flat array.
 struct Problem {
   Tensor x;
-  Tensor alpha, beta, gamma;
+  Parameter alpha, beta, gamma;
   // Number of distinct parameter values: 1 when all three parameters are 0-dim,
   // else x.size(1). The element at storage offset o belongs to channel
   // (o / channel_stride) % channels, which holds because x is dense.
@@ -92,7 +101,7 @@ void with_scalar_type(ScalarType type, const Fn& fn) {
 
 namespace detail {
 
-inline bool is_supported_input_dtype(ScalarType t) {
+inline bool is_floating(ScalarType t) {
   return t == ScalarType::Float || t == ScalarType::Double || t == ScalarType::BFloat16 ||
          t == ScalarType::Half;
 }
@@ -121,8 +130,10 @@ inline bool is_non_overlapping_and_dense(const Tensor& x) {
 }
 
 inline void check_parameter(const char* op, const char* name, const Tensor& param, const Tensor& x) {
-  SQISH_CHECK_TYPE(param.scalar_type() == ScalarType::Float || param.scalar_type() == ScalarType::Double,
-                   op, ": ", name, " must be a float32 or float64 tensor, got ", param.scalar_type());
+  // float16 and bfloat16 parameters (a module after .half()) are read in float64
+  // like the others, and their gradients come back in their dtype.
+  SQISH_CHECK_TYPE(is_floating(param.scalar_type()), op, ": ", name,
+                   " must be a float64, float32, bfloat16 or float16 tensor, got ", param.scalar_type());
   SQISH_CHECK_RUNTIME(same_device(param, x), op, ": ", name, " is on ", error::device(param), " but x is on ",
                       error::device(x), "; move the parameters to x's device");
   SQISH_CHECK_VALUE(param.dim() <= 1, op, ": ", name,
@@ -137,27 +148,41 @@ inline void check_parameter(const char* op, const char* name, const Tensor& para
   }
 }
 
+inline void check_input(const char* op, const Tensor& x) {
+  SQISH_CHECK_TYPE(is_floating(x.scalar_type()), op, ": x must be float32, float64, bfloat16 or float16, got ",
+                   x.scalar_type());
+}
+
+// x itself when it is dense (any stride order, such as channels_last: the output
+// keeps it). A strided view (a slice, an expanded tensor) is copied once into the
+// dense layout of the same dimension order, which is also what torch's pointwise
+// ops give as their result.
+inline Tensor dense_input(const Tensor& x) {
+  if (is_non_overlapping_and_dense(x)) return x;
+  Tensor dense = torch::stable::empty_like(x);
+  torch::stable::copy_(dense, x);
+  return dense;
+}
+
 // Validates the arguments and returns them in the form the kernels take.
 inline Problem make_problem(const char* op, const Tensor& x, const Tensor& alpha, const Tensor& beta,
                             const Tensor& gamma) {
-  SQISH_CHECK_TYPE(is_supported_input_dtype(x.scalar_type()), op,
-                   ": x must be float32, float64, bfloat16 or float16, got ", x.scalar_type());
+  check_input(op, x);
   check_parameter(op, "alpha", alpha, x);
   check_parameter(op, "beta", beta, x);
   check_parameter(op, "gamma", gamma, x);
   const bool per_channel = alpha.dim() == 1 || beta.dim() == 1 || gamma.dim() == 1;
-  // Dense layouts of any stride order, such as channels_last, are used in place
-  // and kept by the output. A strided view (a slice, an expanded tensor) is copied
-  // once into the dense layout of the same dimension order, which is also what
-  // torch's pointwise ops give as their result.
-  Tensor dense = x;
-  if (!is_non_overlapping_and_dense(x)) {
-    dense = torch::stable::empty_like(x);
-    torch::stable::copy_(dense, x);
-  }
+  Tensor dense = dense_input(x);
   const int64_t channels = per_channel ? x.size(1) : 1;
   const int64_t channel_stride = per_channel ? dense.stride(1) : 1;
-  return {dense, alpha, beta, gamma, channels, channel_stride};
+  return {dense, {alpha}, {beta}, {gamma}, channels, channel_stride};
+}
+
+// The float overloads: the values are checked here, on the host, where they are.
+inline Problem make_problem(const char* op, const Tensor& x, double alpha, double beta, double gamma) {
+  check_input(op, x);
+  SQISH_CHECK_VALUE(!(beta < 0), op, ": beta must be >= 0 (beta < 0 puts a pole on the real line), got ", beta);
+  return {dense_input(x), {Tensor(), alpha}, {Tensor(), beta}, {Tensor(), gamma}, 1, 1};
 }
 
 // One parameter's gradient from column `column` of a (channels, 3) float64 table:
@@ -182,9 +207,67 @@ struct ParameterGradients {
 // The gradients from a (channels, 3) float64 table of per-channel ones on x's device
 // (a backend that cannot write them directly, e.g. from device memory).
 inline ParameterGradients parameter_gradients_from_table(const Tensor& table, const Problem& problem) {
-  return {detail::parameter_grad(table, 0, problem.alpha), detail::parameter_grad(table, 1, problem.beta),
-          detail::parameter_grad(table, 2, problem.gamma)};
+  return {detail::parameter_grad(table, 0, problem.alpha.tensor), detail::parameter_grad(table, 1, problem.beta.tensor),
+          detail::parameter_grad(table, 2, problem.gamma.tensor)};
 }
+
+namespace detail {
+
+// An uninitialised tensor of these sizes and strides, with dtype_of's dtype, on
+// device_of's device. One shim call: torch::stable::empty_like and new_empty go
+// through the boxed dispatcher, which costs more than a small input's kernel.
+inline Tensor empty_strided(torch::headeronly::IntHeaderOnlyArrayRef sizes,
+                            torch::headeronly::IntHeaderOnlyArrayRef strides, const Tensor& dtype_of,
+                            const Tensor& device_of) {
+  int32_t dtype, device_type, device_index;
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_dtype(dtype_of.get(), &dtype));
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_type(device_of.get(), &device_type));
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_index(device_of.get(), &device_index));
+  AtenTensorHandle out;
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_empty_strided(int64_t(sizes.size()), sizes.data(), strides.data(), dtype,
+                                                         device_type, device_index, &out));
+  return Tensor(out);
+}
+
+// Like dense x: its sizes, strides, dtype and device.
+inline Tensor empty_like_dense(const Tensor& x) { return empty_strided(x.sizes(), x.strides(), x, x); }
+
+// A parameter's gradient, uninitialised: its shape (contiguous) and dtype, on x's device.
+inline Tensor empty_parameter_grad(const Tensor& param, const Tensor& x) {
+  static constexpr int64_t kUnitStride[1] = {1};  // parameters have at most one dimension
+  return empty_strided(param.sizes(), {kUnitStride, size_t(param.dim())}, param, x);
+}
+
+// grad_output checked against x and laid out like the dense input, as the
+// kernels walk it in that memory order.
+inline Tensor dense_grad_output(const char* op, const Tensor& grad_output, const Tensor& x, const Problem& problem) {
+  SQISH_CHECK_VALUE(grad_output.sizes().equals(x.sizes()), op, ": grad_output has shape ", error::shape(grad_output),
+                    " but x has shape ", error::shape(x));
+  SQISH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), op, ": grad_output is ", grad_output.scalar_type(),
+                   " but x is ", x.scalar_type());
+  SQISH_CHECK_RUNTIME(same_device(grad_output, x), op, ": grad_output is on ", error::device(grad_output),
+                      " but x is on ", error::device(x));
+  if (grad_output.strides().equals(problem.x.strides())) return grad_output;
+  Tensor grad = empty_like_dense(problem.x);
+  torch::stable::copy_(grad, grad_output);
+  return grad;
+}
+
+template <typename Kernels>
+Tensor forward(const Problem& problem) {
+  Tensor out = empty_like_dense(problem.x);
+  if (problem.x.numel() > 0) Kernels::forward(problem, out);
+  return out;
+}
+
+template <typename Kernels>
+Tensor forward_inplace(const Problem& problem, Tensor x) {
+  if (problem.x.numel() > 0) Kernels::forward(problem, problem.x);
+  if (problem.x.get() != x.get()) torch::stable::copy_(x, problem.x);
+  return x;
+}
+
+}  // namespace detail
 
 // The ops, for a backend's kernels:
 //   struct Kernels {
@@ -194,39 +277,33 @@ inline ParameterGradients parameter_gradients_from_table(const Tensor& table, co
 //   };
 // backward writes grad_input and, when param_grads is not null, sets the three
 // parameter gradients from the same pass. Kernels are called with at least one element.
+// Each op has a tensor-parameter form and a float overload (library.cpp).
 template <typename Kernels>
 Tensor forward(Tensor x, Tensor alpha, Tensor beta, Tensor gamma) {
-  const Problem problem = detail::make_problem("sqish", x, alpha, beta, gamma);
-  Tensor out = torch::stable::empty_like(problem.x);
-  if (problem.x.numel() > 0) Kernels::forward(problem, out);
-  return out;
+  return detail::forward<Kernels>(detail::make_problem("sqish", x, alpha, beta, gamma));
+}
+
+template <typename Kernels>
+Tensor forward_values(Tensor x, double alpha, double beta, double gamma) {
+  return detail::forward<Kernels>(detail::make_problem("sqish", x, alpha, beta, gamma));
 }
 
 template <typename Kernels>
 Tensor forward_inplace(Tensor x, Tensor alpha, Tensor beta, Tensor gamma) {
-  const Problem problem = detail::make_problem("sqish_", x, alpha, beta, gamma);
-  if (problem.x.numel() > 0) Kernels::forward(problem, problem.x);
-  if (problem.x.get() != x.get()) torch::stable::copy_(x, problem.x);
-  return x;
+  return detail::forward_inplace<Kernels>(detail::make_problem("sqish_", x, alpha, beta, gamma), x);
+}
+
+template <typename Kernels>
+Tensor forward_inplace_values(Tensor x, double alpha, double beta, double gamma) {
+  return detail::forward_inplace<Kernels>(detail::make_problem("sqish_", x, alpha, beta, gamma), x);
 }
 
 template <typename Kernels>
 std::tuple<Tensor, Tensor, Tensor, Tensor> backward(Tensor grad_output, Tensor x, Tensor alpha, Tensor beta,
                                                     Tensor gamma, bool compute_param_grads) {
   const Problem problem = detail::make_problem("sqish_backward", x, alpha, beta, gamma);
-  SQISH_CHECK_VALUE(grad_output.sizes().equals(x.sizes()), "sqish_backward: grad_output has shape ",
-                    error::shape(grad_output), " but x has shape ", error::shape(x));
-  SQISH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), "sqish_backward: grad_output is ",
-                   grad_output.scalar_type(), " but x is ", x.scalar_type());
-  SQISH_CHECK_RUNTIME(detail::same_device(grad_output, x), "sqish_backward: grad_output is on ",
-                      error::device(grad_output), " but x is on ", error::device(x));
-  // The kernels walk grad_output in x's memory order.
-  Tensor grad = grad_output;
-  if (!grad_output.strides().equals(problem.x.strides())) {
-    grad = torch::stable::empty_like(problem.x);
-    torch::stable::copy_(grad, grad_output);
-  }
-  const Tensor grad_input = torch::stable::empty_like(problem.x);
+  const Tensor grad = detail::dense_grad_output("sqish_backward", grad_output, x, problem);
+  const Tensor grad_input = detail::empty_like_dense(problem.x);
   if (!compute_param_grads) {
     if (problem.x.numel() > 0) Kernels::backward(problem, grad, grad_input, nullptr);
     return {grad_input, Tensor(), Tensor(), Tensor()};
@@ -243,10 +320,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward(Tensor grad_output, Tensor x
   return {grad_input, grads.alpha, grads.beta, grads.gamma};
 }
 
+// Float parameters are constants, so only grad_input.
+template <typename Kernels>
+Tensor backward_values(Tensor grad_output, Tensor x, double alpha, double beta, double gamma) {
+  const Problem problem = detail::make_problem("sqish_backward", x, alpha, beta, gamma);
+  const Tensor grad = detail::dense_grad_output("sqish_backward", grad_output, x, problem);
+  const Tensor grad_input = detail::empty_like_dense(problem.x);
+  if (problem.x.numel() > 0) Kernels::backward(problem, grad, grad_input, nullptr);
+  return grad_input;
+}
+
 }  // namespace sqish
 
-// Registers a backend's kernels for the three ops (STABLE_TORCH_LIBRARY_IMPL body).
-#define SQISH_REGISTER_KERNELS(m, Kernels)                                  \
-  m.impl("sqish", TORCH_BOX(&::sqish::forward<Kernels>));                   \
-  m.impl("sqish_", TORCH_BOX(&::sqish::forward_inplace<Kernels>));          \
-  m.impl("sqish_backward", TORCH_BOX(&::sqish::backward<Kernels>))
+// Registers a backend's kernels for every op of library.cpp (STABLE_TORCH_LIBRARY_IMPL body).
+#define SQISH_REGISTER_KERNELS(m, Kernels)                                        \
+  m.impl("sqish", TORCH_BOX(&::sqish::forward<Kernels>));                         \
+  m.impl("sqish.float", TORCH_BOX(&::sqish::forward_values<Kernels>));            \
+  m.impl("sqish_", TORCH_BOX(&::sqish::forward_inplace<Kernels>));                \
+  m.impl("sqish_.float", TORCH_BOX(&::sqish::forward_inplace_values<Kernels>));   \
+  m.impl("sqish_backward", TORCH_BOX(&::sqish::backward<Kernels>));               \
+  m.impl("sqish_backward.float", TORCH_BOX(&::sqish::backward_values<Kernels>))

@@ -1,15 +1,19 @@
 """The Sqish module."""
 import torch
 
-from sqish_ext.ops import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, as_parameter_tensor, call_op
+from sqish_ext.ops import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, parameter_number, sqish
+
+_NAMES = ("alpha", "beta", "gamma")
 
 
 class Sqish(torch.nn.Module):
     """Sqish activation, f(x) = αx + (1−α)x / (1 + β·e^(−2γ(1−α)x)).
 
-    learnable=True makes alpha, beta, gamma nn.Parameters (float32); otherwise they
-    are buffers. num_parameters=1 gives one value each (shape ()); num_parameters=C
-    gives one per channel (shape (C,), broadcast along dim 1 like nn.PReLU).
+    learnable=True makes alpha, beta, gamma nn.Parameters (float32). Fixed values are
+    floats, as torch's activations keep theirs (passed to the kernels by value, and
+    unchanged by .half() or .to()), or buffers when there is one per channel.
+    num_parameters=1 gives one value each (shape ()); num_parameters=C gives one per
+    channel (shape (C,), broadcast along dim 1 like nn.PReLU).
     """
 
     def __init__(self, alpha=DEFAULT_ALPHA, beta=DEFAULT_BETA, gamma=DEFAULT_GAMMA,
@@ -20,19 +24,38 @@ class Sqish(torch.nn.Module):
         self.learnable = learnable
         self.num_parameters = num_parameters
         shape = () if num_parameters == 1 else (num_parameters,)
-        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-            initial = as_parameter_tensor(name, value, "cpu").detach()
-            tensor = torch.empty(shape, dtype=torch.float32).copy_(initial)
+        for name, value in zip(_NAMES, (alpha, beta, gamma)):
+            initial = value.detach() if isinstance(value, torch.Tensor) else parameter_number(name, value)
+            if self._holds_floats():
+                setattr(self, name, float(initial))
+                continue
+            tensor = torch.empty(shape, dtype=torch.float32).copy_(torch.as_tensor(initial))
             if learnable:
                 self.register_parameter(name, torch.nn.Parameter(tensor))
             else:
                 self.register_buffer(name, tensor)
 
+    def _holds_floats(self):
+        return not self.learnable and self.num_parameters == 1
+
     def forward(self, x):
-        return call_op("sqish", x, self.alpha, self.beta, self.gamma)
+        return sqish(x, self.alpha, self.beta, self.gamma)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # Fixed single values were buffers before they were floats: such state dicts
+        # still load, their values becoming the floats.
+        if self._holds_floats():
+            for name in _NAMES:
+                if prefix + name in state_dict:
+                    setattr(self, name, float(state_dict.pop(prefix + name)))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def extra_repr(self):
         def show(t):
+            if isinstance(t, float):
+                return f"{t:g}"
             low, high = t.min().item(), t.max().item()
             return f"{low:g}" if low == high else f"[{low:g}..{high:g}]"
 

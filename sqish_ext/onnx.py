@@ -1,7 +1,7 @@
 """ONNX export of models that use Sqish, in standard ONNX operators only.
 
 torch.onnx.export (the torch.export-based exporter, the default) cannot translate a
-custom op by itself; this module gives it a translation of sqish::sqish into
+custom op by itself; this module gives it a translation of sqish::sqish (both overloads) into
 Cast, Log, Sigmoid, Mul, Add, Where and Reshape, so that any ONNX runtime runs the
 model without a custom-op library:
 
@@ -40,7 +40,7 @@ def sqish_to_onnx(x, alpha, beta, gamma):
 
     def along_channels(param):
         # A per-channel (C,) value belongs to dim 1 of x: shape (C, 1, ..., 1) broadcasts so.
-        if len(param.shape) == 1 and rank > 2:
+        if param.shape is not None and len(param.shape) == 1 and rank > 2:
             param = op.Reshape(param, op.Constant(value_ints=[-1] + [1] * (rank - 2)))
         # The per-parameter constants are derived in float64, then rounded once, as in the kernels.
         return op.Cast(param, to=ir.DataType.DOUBLE)
@@ -60,7 +60,16 @@ def sqish_to_onnx(x, alpha, beta, gamma):
     return op.Cast(y, to=x.dtype)
 
 
-CUSTOM_TRANSLATION_TABLE = {torch.ops.sqish.sqish.default: sqish_to_onnx}
+def sqish_float_to_onnx(x, alpha: float, beta: float, gamma: float):
+    """sqish::sqish.float as ONNX: the same, with the values as float64 constants."""
+    def double(value):
+        return op.Constant(value=ir.tensor(value, dtype=ir.DataType.DOUBLE))
+
+    return sqish_to_onnx(x, double(alpha), double(beta), double(gamma))
+
+
+CUSTOM_TRANSLATION_TABLE = {torch.ops.sqish.sqish.default: sqish_to_onnx,
+                            torch.ops.sqish.sqish.float: sqish_float_to_onnx}
 
 
 def export(model, args=(), f=None, **kwargs):

@@ -19,11 +19,11 @@ def test_non_floating_input_is_a_type_error_naming_the_dtype(dtype):
 
 
 @pytest.mark.parametrize("name", ["alpha", "beta", "gamma"])
-@pytest.mark.parametrize("dtype", [torch.int64, torch.float16, torch.bfloat16, torch.complex64])
-def test_parameter_tensor_of_another_dtype_is_a_type_error(name, dtype):
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_parameter_tensor_of_a_non_floating_dtype_is_a_type_error(name, dtype):
     params = dict(zip(OK, scalar_params()))
     params[name] = torch.tensor(1, dtype=dtype)
-    with pytest.raises(TypeError, match=f"{name} must be a float32 or float64 tensor"):
+    with pytest.raises(TypeError, match=f"{name} must be a float64, float32, bfloat16 or float16 tensor"):
         sqish_ext.sqish(torch.randn(2, 3), **params)
 
 

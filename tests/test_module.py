@@ -22,7 +22,23 @@ def test_fixed_module_has_no_parameters():
 
 def test_defaults_are_alpha_001_beta_1_gamma_1():
     m = sqish_ext.Sqish()
-    assert (m.alpha.item(), m.beta.item(), m.gamma.item()) == (torch.tensor(0.01).item(), 1.0, 1.0)
+    assert (m.alpha, m.beta, m.gamma) == (0.01, 1.0, 1.0)
+
+
+def test_fixed_single_values_are_floats_that_dtype_and_device_moves_keep():
+    m = sqish_ext.Sqish(0.1, 2.0, 0.5)
+    for convert in (torch.nn.Module.half, torch.nn.Module.bfloat16, torch.nn.Module.double):
+        convert(m)
+        assert (m.alpha, m.beta, m.gamma) == (0.1, 2.0, 0.5)
+    assert list(m.state_dict()) == []
+
+
+def test_fixed_module_loads_a_state_dict_that_holds_its_values_as_buffers():
+    # The form fixed single values were saved in before they were floats.
+    m = sqish_ext.Sqish()
+    state = {"alpha": torch.tensor(0.25), "beta": torch.tensor(2.0), "gamma": torch.tensor(0.5)}
+    m.load_state_dict(state)
+    assert (m.alpha, m.beta, m.gamma) == (0.25, 2.0, 0.5)
 
 
 def test_module_matches_the_functional_form(device):

@@ -49,11 +49,17 @@ constexpr int64_t kFlushTerms = 512;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// One parameter's value for a channel, read in float64 straight from its storage.
-double parameter_value(const Tensor& param, int64_t channel) {
-  const int64_t i = param.dim() == 0 ? 0 : channel * param.stride(0);
-  return param.scalar_type() == ScalarType::Double ? static_cast<const double*>(param.const_data_ptr())[i]
-                                                   : double(static_cast<const float*>(param.const_data_ptr())[i]);
+// One parameter's value for a channel, in float64: the value itself, or read
+// straight from the tensor's storage.
+double parameter_value(const Parameter& param, int64_t channel) {
+  if (param.is_value()) return param.value;
+  const Tensor& t = param.tensor;
+  const int64_t i = t.dim() == 0 ? 0 : channel * t.stride(0);
+  double value = 0;
+  with_scalar_type(t.scalar_type(), [&](auto tag) {
+    value = double(static_cast<const decltype(tag)*>(t.const_data_ptr())[i]);
+  });
+  return value;
 }
 
 Coeffs<double> channel_coeffs(const Problem& problem, int64_t channel) {
@@ -169,22 +175,19 @@ void forward_kernel(const Problem& problem, const Tensor& out) {
 // One parameter's gradient, in its shape and dtype, from every channel's: summed
 // over the channels (in channel order, in float64) when the parameter is shared.
 Tensor host_parameter_grad(const Problem& problem, const Tensor& param, const std::vector<ParamGrads<double>>& per_channel,
-                      double ParamGrads<double>::*member) {
-  Tensor grad = torch::stable::new_empty(problem.x, param.sizes(), param.scalar_type());
-  auto write = [&](auto* out) {
+                           double ParamGrads<double>::*member) {
+  Tensor grad = detail::empty_parameter_grad(param, problem.x);
+  with_scalar_type(param.scalar_type(), [&](auto tag) {
+    using param_t = decltype(tag);
+    param_t* out = static_cast<param_t*>(grad.mutable_data_ptr());
     if (param.dim() == 0) {
       double total = 0;
       for (const ParamGrads<double>& g : per_channel) total += g.*member;
-      out[0] = total;
+      out[0] = param_t(total);
     } else {
-      for (size_t ch = 0; ch < per_channel.size(); ++ch) out[ch] = per_channel[ch].*member;
+      for (size_t ch = 0; ch < per_channel.size(); ++ch) out[ch] = param_t(per_channel[ch].*member);
     }
-  };
-  if (param.scalar_type() == ScalarType::Double) {
-    write(static_cast<double*>(grad.mutable_data_ptr()));
-  } else {
-    write(static_cast<float*>(grad.mutable_data_ptr()));
-  }
+  });
   return grad;
 }
 
@@ -317,9 +320,9 @@ void backward_kernel(const Problem& problem, const Tensor& grad_output, const Te
       per_channel[ch] = param_grads_from_sums(parameter_value(problem.beta, ch), channel_coeffs(problem, ch),
                                               total[0], total[1], total[2]);
     }
-    *param_grads = {host_parameter_grad(problem, problem.alpha, per_channel, &ParamGrads<double>::alpha),
-                    host_parameter_grad(problem, problem.beta, per_channel, &ParamGrads<double>::beta),
-                    host_parameter_grad(problem, problem.gamma, per_channel, &ParamGrads<double>::gamma)};
+    *param_grads = {host_parameter_grad(problem, problem.alpha.tensor, per_channel, &ParamGrads<double>::alpha),
+                    host_parameter_grad(problem, problem.beta.tensor, per_channel, &ParamGrads<double>::beta),
+                    host_parameter_grad(problem, problem.gamma.tensor, per_channel, &ParamGrads<double>::gamma)};
   }
 }
 

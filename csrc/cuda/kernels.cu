@@ -30,7 +30,8 @@
 // nothing else. Parameter gradients are therefore bitwise reproducible, also
 // between a misaligned view and an aligned copy of x.
 //
-// No host-device synchronisation anywhere (parameters are read on the device),
+// No host-device synchronisation anywhere (tensor parameters are read on the device,
+// float ones passed as kernel arguments),
 // and scratch comes from the caching allocator: the ops can be captured in a
 // CUDA graph.
 #include "../python_module.h"
@@ -74,15 +75,23 @@ constexpr int64_t kMaxScratchBytes = int64_t(4) << 20;
 
 // ---- Parameters, read on the device ---------------------------------------------
 
-// One of alpha, beta, gamma: float32 or float64, 0-dim (stride 0) or per channel.
+// One of alpha, beta, gamma: a value, or a tensor of a floating dtype, 0-dim
+// (stride 0) or per channel.
 struct ParamRef {
-  const void* data;
+  const void* data;  // null for a value
   int64_t stride;
-  bool is_double;
+  ScalarType dtype;
+  double value;
 
   __device__ double at(int64_t channel) const {
+    if (data == nullptr) return value;
     const int64_t i = channel * stride;
-    return is_double ? static_cast<const double*>(data)[i] : static_cast<const float*>(data)[i];
+    switch (dtype) {
+      case ScalarType::Double: return static_cast<const double*>(data)[i];
+      case ScalarType::Half: return float(static_cast<const c10::Half*>(data)[i]);
+      case ScalarType::BFloat16: return float(static_cast<const c10::BFloat16*>(data)[i]);
+      default: return static_cast<const float*>(data)[i];
+    }
   }
 };
 
@@ -100,9 +109,10 @@ struct Params {
   }
 };
 
-ParamRef param_ref(const Tensor& param) {
-  return {param.const_data_ptr(), param.dim() == 0 ? 0 : param.stride(0),
-          param.scalar_type() == ScalarType::Double};
+ParamRef param_ref(const Parameter& param) {
+  if (param.is_value()) return {nullptr, 0, ScalarType::Double, param.value};
+  const Tensor& t = param.tensor;
+  return {t.const_data_ptr(), t.dim() == 0 ? 0 : t.stride(0), t.scalar_type(), 0.0};
 }
 
 Params params_of(const Problem& problem) {
