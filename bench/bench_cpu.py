@@ -41,7 +41,7 @@ def parameters(learnable):
 def forward_variants(x):
     params = parameters(False)
     return {
-        "sqish_ext": lambda: sqish_ext.sqish(x, *params),
+        "sqish_ext": lambda: sqish_ext.sqish(x, ALPHA, BETA, GAMMA),
         "F.silu": lambda: F.silu(x),
         "compiled composite": lambda: compiled_composite(x, *params),
         "eager composite": lambda: composite(x, *params),
@@ -50,9 +50,8 @@ def forward_variants(x):
 
 def inplace_variants(x, source):
     """In-place ops are timed on a buffer refreshed (untimed) before each call."""
-    params = parameters(False)
     return {
-        "sqish_ext": (lambda: sqish_ext.sqish_(x, *params), lambda: x.copy_(source)),
+        "sqish_ext": (lambda: sqish_ext.sqish_(x, ALPHA, BETA, GAMMA), lambda: x.copy_(source)),
         "F.silu": (lambda: F.silu(x, inplace=True), lambda: x.copy_(source)),
     }
 
@@ -141,8 +140,9 @@ def print_per_channel_table(rows):
               f"| {ext / t['compiled composite']:.2f} | {ext / t['F.prelu']:.2f} |")
 
 
-def time_interleaved(variants, rounds, warmup=2):
-    """Median seconds per variant; a variant is a callable or (callable, untimed setup)."""
+def time_interleaved(variants, rounds, warmup=2, calls=1):
+    """Median seconds per call of each variant; a variant is a callable or (callable,
+    untimed setup). Each sample times `calls` calls in a row."""
     variants = {k: v if isinstance(v, tuple) else (v, None) for k, v in variants.items()}
     samples = {name: [] for name in variants}
     for r in range(warmup + rounds):
@@ -150,8 +150,9 @@ def time_interleaved(variants, rounds, warmup=2):
             if setup is not None:
                 setup()
             start = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - start
+            for _ in range(calls):
+                fn()
+            elapsed = (time.perf_counter() - start) / calls
             if r >= warmup:
                 samples[name].append(elapsed)
     return {name: statistics.median(s) for name, s in samples.items()}
@@ -183,27 +184,93 @@ def page_faults(fn):
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
+class BareFunction(torch.autograd.Function):
+    """The floor of an autograd layer: a bare autograd.Function around the two ops
+    (0-dim tensor parameters, fixed), below their own autograd kernels."""
+
+    @staticmethod
+    def forward(ctx, x, alpha, beta, gamma):
+        ctx.save_for_backward(x, alpha, beta, gamma)
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.sqish.sqish.default(x, alpha, beta, gamma)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        with torch._C._AutoDispatchBelowAutograd():
+            grad_x = torch.ops.sqish.sqish_backward.default(grad_output, *ctx.saved_tensors, False)[0]
+        return grad_x, None, None, None
+
+
+# 8 elements, as (2, 4) so that per-channel parameters have 4 values.
+PER_CALL_SHAPE = (2, 4)
+
+
+def per_call_variants():
+    """mode -> {call: fn}: the per-call cost where the data is negligible."""
+    x = torch.randn(PER_CALL_SHAPE)
+    xg = x.clone().requires_grad_()
+    ones = torch.ones(PER_CALL_SHAPE)
+    fixed, learnable = sqish_ext.Sqish(), sqish_ext.Sqish(learnable=True)
+    per_channel = sqish_ext.Sqish(learnable=True, num_parameters=PER_CALL_SHAPE[1])
+    fixed_per_channel = sqish_ext.Sqish(num_parameters=PER_CALL_SHAPE[1])
+    prelu = torch.nn.PReLU()
+    tensors = parameters(False)
+
+    def no_grad(fn):
+        def run():
+            with torch.no_grad():
+                fn()
+        return run
+
+    def step(fn, module=None):
+        params = list(module.parameters()) if module is not None else []
+        return training_step(lambda t, *_: fn(t), xg, ones, *params)
+
+    return {
+        "no_grad": {
+            "F.silu": no_grad(lambda: F.silu(x)),
+            "Sqish()": no_grad(lambda: fixed(x)),
+            "sqish_ext.sqish(x), floats": no_grad(lambda: sqish_ext.sqish(x)),
+            "sqish_ext.sqish(x, 0-dim tensors)": no_grad(lambda: sqish_ext.sqish(x, *tensors)),
+            "torch.ops.sqish.sqish(x, 0-dim tensors)": no_grad(lambda: torch.ops.sqish.sqish(x, *tensors)),
+            "Sqish(num_parameters=4)": no_grad(lambda: fixed_per_channel(x)),
+        },
+        "grad, forward only": {
+            "F.silu": lambda: F.silu(xg),
+            "Sqish()": lambda: fixed(xg),
+            "Sqish(learnable=True)": lambda: learnable(xg),
+            "bare autograd.Function": lambda: BareFunction.apply(xg, *tensors),
+        },
+        "forward+backward": {
+            "F.silu": step(F.silu),
+            "Sqish()": step(fixed),
+            "Sqish(learnable=True)": step(learnable, learnable),
+            "Sqish(learnable=True, num_parameters=4)": step(per_channel, per_channel),
+            "bare autograd.Function": step(lambda t: BareFunction.apply(t, *tensors)),
+            "nn.PReLU()": step(prelu, prelu),
+        },
+    }
+
+
 def fixed_costs(rounds):
-    """Per-call cost where the data is negligible (8 elements), and the page faults
-    of one out-of-place forward at 2^24 elements."""
-    x = torch.randn(8)
-    variants = {**forward_variants(x), **{f"{k} +backward": v for k, v in training_variants(
-        x.clone().requires_grad_(), torch.ones(8)).items()}}
-    variants = {k: v for k, v in variants.items() if k.split(" +")[0] in ("sqish_ext", "F.silu")}
-    times = time_interleaved(variants, rounds * 20)
+    """Per-call seconds of each call in each mode (8 elements), all in one
+    interleaved run per mode, and the page faults of one out-of-place forward at
+    2^24 elements."""
+    times = {mode: time_interleaved(variants, rounds * 4, calls=200)
+             for mode, variants in per_call_variants().items()}
     big = torch.randn(2**24)
-    params = parameters(False)
-    faults = {"sqish_ext": page_faults(lambda: sqish_ext.sqish(big, *params)),
+    faults = {"sqish_ext": page_faults(lambda: sqish_ext.sqish(big)),
               "F.silu": page_faults(lambda: F.silu(big))}
     return times, faults
 
 
 def print_fixed_costs(times, faults):
     print()
-    print("| per call, 8 elements | µs |")
-    print("|---|---|")
-    for name, t in times.items():
-        print(f"| {name} | {t * 1e6:.1f} |")
+    print("| per call, 8 elements | call | µs | / F.silu |")
+    print("|---|---|---|---|")
+    for mode, calls in times.items():
+        for name, t in calls.items():
+            print(f"| {mode} | {name} | {t * 1e6:.1f} | {t / calls['F.silu']:.2f} |")
     print()
     print("| page faults of one forward at 2^24 float32 elements | count |")
     print("|---|---|")

@@ -31,9 +31,10 @@ def ratios(record):
     rows = {f"{r['dtype']} {r['n']} {r['mode']}": r["seconds"] for r in record["rows"]}
     rows.update({f"{r['dtype']} {r['shape']} {r['layout']} {r['mode']}": r["seconds"] for r in record["per_channel"]})
     result = {name: t["sqish_ext"] / t["F.silu"] for name, t in rows.items()}
-    per_call = record["per_call_seconds"]
-    for suffix, mode in (("", "forward"), (" +backward", "forward+backward")):
-        result[f"8 elements, per call, {mode}"] = per_call[f"sqish_ext{suffix}"] / per_call[f"F.silu{suffix}"]
+    for mode, calls in record["per_call_seconds"].items():
+        for name, t in calls.items():
+            if name != "F.silu":
+                result[f"8 elements, {mode}, {name}"] = t / calls["F.silu"]
     return result
 
 

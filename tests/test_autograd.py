@@ -131,3 +131,21 @@ def test_compile_fullgraph_matches_eager_forward_and_backward(device):
     eager(x).sum().backward()
     for (name, p), q in zip(eager.named_parameters(), compiled_model.parameters()):
         torch.testing.assert_close(q.grad, p.grad, msg=name)
+
+
+def test_opcheck_float_overloads(device):
+    for x, *_ in opcheck_samples(device):
+        torch.library.opcheck(torch.ops.sqish.sqish.float, (x, *SCALAR.values()))
+        torch.library.opcheck(torch.ops.sqish.sqish_backward.float,
+                              (torch.randn_like(x), x.detach(), *SCALAR.values()))
+        torch.library.opcheck(torch.ops.sqish.sqish_.float, (x.detach().clone(), *SCALAR.values()),
+                              test_utils=("test_schema", "test_faketensor"))
+
+
+def test_compile_fullgraph_of_float_parameters_matches_eager(device):
+    x = torch.randn(4, 8, device=device, requires_grad=True)
+    compiled = torch.compile(lambda t: sqish_ext.sqish(t, *SCALAR.values()), fullgraph=True)
+    y = compiled(x)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(y, sqish_ext.sqish(x, *SCALAR.values()))
+    torch.testing.assert_close(grad, torch.autograd.grad(sqish_ext.sqish(x, *SCALAR.values()).sum(), x)[0])

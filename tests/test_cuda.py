@@ -327,3 +327,64 @@ def test_more_than_2_31_elements_half():
             total += p.double()
     for got, total in zip(grads, totals):
         torch.testing.assert_close(got.double(), total, rtol=1e-4, atol=0)
+
+
+# ---- no host synchronisation, from the user's API -----------------------------------
+
+
+class EverySqish(torch.nn.Module):
+    """Fixed (floats), learnable scalar and learnable per-channel Sqish in one model."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.fixed = sqish_ext.Sqish(0.1, 1.5, 0.7)
+        self.scalar = sqish_ext.Sqish(learnable=True)
+        self.per_channel = sqish_ext.Sqish(learnable=True, num_parameters=channels)
+
+    def forward(self, x):
+        return self.per_channel(self.scalar(self.fixed(x))) + sqish_ext.sqish(x, 0.2, 0.5, 1.0)
+
+
+@requires_cuda
+def test_training_step_never_synchronizes_with_the_host():
+    model = EverySqish(16).cuda()
+    x = torch.randn(4, 16, 8, 8, device="cuda", requires_grad=True)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        model(x).sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@requires_cuda
+def test_training_step_captures_and_replays_in_a_cuda_graph():
+    model = EverySqish(16).cuda()
+    static_x = torch.randn(4, 16, 8, 8, device="cuda", requires_grad=True)
+
+    def step():
+        model(static_x).square().sum().backward()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):  # warm-up outside capture, as torch.cuda.graph asks
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    for t in (static_x, *model.parameters()):
+        t.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+
+    for _ in range(2):
+        with torch.no_grad():
+            static_x.copy_(torch.randn_like(static_x))
+        graph.replay()
+        captured = [t.grad.clone() for t in (static_x, *model.parameters())]
+        x = static_x.detach().clone().requires_grad_()
+        params = list(model.parameters())
+        eager = torch.autograd.grad(model(x).square().sum(), [x, *params])
+        for got, want in zip(captured, eager):
+            torch.testing.assert_close(got, want)
