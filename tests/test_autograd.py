@@ -149,3 +149,74 @@ def test_compile_fullgraph_of_float_parameters_matches_eager(device):
     (grad,) = torch.autograd.grad(y.sum(), x)
     torch.testing.assert_close(y, sqish_ext.sqish(x, *SCALAR.values()))
     torch.testing.assert_close(grad, torch.autograd.grad(sqish_ext.sqish(x, *SCALAR.values()).sum(), x)[0])
+
+
+# ---- every subset, mixed shapes, higher orders ------------------------------------
+
+PARAMETER_SHAPES = {"scalar": (None, None, None), "per_channel": (3, 3, 3), "mixed": (None, 3, None)}
+
+
+def params_of_shapes(device, channels):
+    """alpha, beta, gamma with the given channel counts (None: 0-dim), float64."""
+    return [make_params(device, c)[i] for i, c in enumerate(channels)]
+
+
+@pytest.mark.parametrize("shapes", PARAMETER_SHAPES.values(), ids=PARAMETER_SHAPES.keys())
+@pytest.mark.parametrize("subset", range(1, 16), ids=lambda s: "".join("xabg"[i] for i in range(4) if s >> i & 1))
+def test_gradcheck_for_every_subset_that_requires_grad(device, shapes, subset):
+    # A parameter's gradient must come back whenever it alone requires grad.
+    args = [inputs(device, shape=(2, 3, 4)), *params_of_shapes(device, shapes)]
+    for i, t in enumerate(args):
+        t.requires_grad_(bool(subset >> i & 1))
+    assert torch.autograd.gradcheck(sqish_ext.sqish, args)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_gradgradcheck_with_mixed_scalar_and_per_channel_parameters(device, channels_last):
+    x = inputs(device, shape=(2, 3, 4, 2), channels_last=channels_last)
+    assert torch.autograd.gradgradcheck(sqish_ext.sqish, (x, *params_of_shapes(device, PARAMETER_SHAPES["mixed"])))
+
+
+def nth_derivatives(fn, x, params, order):
+    """d^k/dx^k of sum(fn(x, *params)) for k = 1..order, each differentiable."""
+    result, y = [], fn(x, *params).sum()
+    for _ in range(order):
+        (y,) = torch.autograd.grad(y, x, create_graph=True)
+        result.append(y)
+        y = y.sum()
+    return result
+
+
+def composite_sqish(x, a, b, g):
+    shape = [-1 if d == 1 else 1 for d in range(x.dim())]
+    a, b, g = (p.reshape(shape) if p.dim() == 1 else p for p in (a, b, g))
+    return a * x + (1 - a) * x * torch.sigmoid(2 * g * (1 - a) * x - torch.log(b))
+
+
+def test_third_derivative_matches_the_composite_formula(device):
+    x = inputs(device, shape=(2, 3, 4))
+    params = params_of_shapes(device, PARAMETER_SHAPES["mixed"])
+    got = nth_derivatives(sqish_ext.sqish, x, params, 3)
+    want = nth_derivatives(composite_sqish, x, params, 3)
+    for order, (g, w) in enumerate(zip(got, want), 1):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12, msg=f"derivative of order {order}")
+
+
+def test_float32_second_derivative_matches_float64(device):
+    # float32 arithmetic in the composite double backward: a few ulps of float32.
+    x = inputs(device, shape=(2, 3, 4))
+    params = params_of_shapes(device, PARAMETER_SHAPES["mixed"])
+    want = nth_derivatives(sqish_ext.sqish, x, params, 2)[1]
+    got = nth_derivatives(sqish_ext.sqish, x.detach().float().requires_grad_(), params, 2)[1]
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_frozen_parameter_stays_while_the_others_train(device):
+    module = sqish_ext.Sqish(learnable=True, num_parameters=3).to(device)
+    module.beta.requires_grad_(False)
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.1)
+    module(torch.randn(4, 3, 5, device=device)).square().sum().backward()
+    optimizer.step()
+    assert module.beta.grad is None and torch.equal(module.beta, before["beta"])
+    assert not torch.equal(module.alpha, before["alpha"]) and not torch.equal(module.gamma, before["gamma"])

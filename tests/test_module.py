@@ -1,4 +1,7 @@
 """The Sqish module."""
+import copy
+
+import pytest
 import torch
 
 import sqish_ext
@@ -75,3 +78,27 @@ def test_autocast_bfloat16_input_with_float32_parameters_trains():
     y.float().sum().backward()
     assert y.dtype == torch.bfloat16
     assert all(p.grad.dtype == torch.float32 for p in m.parameters())
+
+
+HALF_TOLERANCE = {torch.float16: dict(rtol=2e-3, atol=1e-3), torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("learnable", [False, True], ids=["fixed", "learnable"])
+def test_module_converted_to_half_precision_matches_float32(device, dtype, learnable):
+    # model.half() / .bfloat16() rounds the parameters to dtype, and x is in dtype:
+    # the result is the float32 module's at the rounded values, to one rounding of dtype.
+    reference = sqish_ext.Sqish(0.1, 1.5, 0.7, learnable=learnable, num_parameters=4).to(device)
+    converted = copy.deepcopy(reference).to(dtype)
+    with torch.no_grad():
+        for p in reference.buffers() if not learnable else reference.parameters():
+            p.copy_(p.to(dtype))
+    x = torch.randn(3, 4, 5, device=device).to(dtype)
+    torch.testing.assert_close(converted(x), reference(x.float()).to(dtype), **HALF_TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_parameter_gradients_come_back_in_the_converted_dtype(device, dtype):
+    module = sqish_ext.Sqish(learnable=True, num_parameters=4).to(device, dtype)
+    module(torch.randn(3, 4, 5, device=device, dtype=dtype)).float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == dtype for p in module.parameters())
