@@ -13,16 +13,20 @@ class Sqish(torch.nn.Module):
     floats, as torch's activations keep theirs (passed to the kernels by value, and
     unchanged by .half() or .to()), or buffers when there is one per channel.
     num_parameters=1 gives one value each (shape ()); num_parameters=C gives one per
-    channel (shape (C,), broadcast along dim 1 like nn.PReLU).
+    channel (shape (C,), broadcast along dim 1 like nn.PReLU). inplace=True (as in
+    torch's activations, and as timm and torchvision build them) may overwrite the
+    input: it does when autograd does not record the call, else it computes out of
+    place, since the backward needs the input.
     """
 
     def __init__(self, alpha=DEFAULT_ALPHA, beta=DEFAULT_BETA, gamma=DEFAULT_GAMMA,
-                 learnable=False, num_parameters=1):
+                 learnable=False, num_parameters=1, inplace=False):
         super().__init__()
         if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters < 1:
             raise ValueError(f"Sqish: num_parameters must be a positive int, got {num_parameters!r}")
         self.learnable = learnable
         self.num_parameters = num_parameters
+        self.inplace = inplace
         shape = () if num_parameters == 1 else (num_parameters,)
         for name, value in zip(_NAMES, (alpha, beta, gamma)):
             initial = value.detach() if isinstance(value, torch.Tensor) else parameter_number(name, value)
@@ -39,7 +43,7 @@ class Sqish(torch.nn.Module):
         return not self.learnable and self.num_parameters == 1
 
     def forward(self, x):
-        return sqish(x, self.alpha, self.beta, self.gamma)
+        return sqish(x, self.alpha, self.beta, self.gamma, self.inplace)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -60,4 +64,5 @@ class Sqish(torch.nn.Module):
             return f"{low:g}" if low == high else f"[{low:g}..{high:g}]"
 
         return (f"alpha={show(self.alpha)}, beta={show(self.beta)}, gamma={show(self.gamma)}, "
-                f"learnable={self.learnable}, num_parameters={self.num_parameters}")
+                f"learnable={self.learnable}, num_parameters={self.num_parameters}"
+                + (", inplace=True" if self.inplace else ""))

@@ -326,6 +326,21 @@ def _scripted_float_form(alpha: Union[float, torch.Tensor], beta: Union[float, t
     return isinstance(alpha, float) and isinstance(beta, float) and isinstance(gamma, float)
 
 
+def _requires_grad(value: Union[float, torch.Tensor]) -> bool:
+    return isinstance(value, torch.Tensor) and value.requires_grad
+
+
+def _may_overwrite(x: torch.Tensor, alpha: Union[float, torch.Tensor], beta: Union[float, torch.Tensor],
+                   gamma: Union[float, torch.Tensor]) -> bool:
+    """Whether inplace=True may overwrite x: not when autograd records this call
+    (its backward needs x), nor in a compiled graph (which plans its own memory)."""
+    if torch.compiler.is_compiling():
+        return False
+    if not torch.is_grad_enabled():
+        return True
+    return not (x.requires_grad or _requires_grad(alpha) or _requires_grad(beta) or _requires_grad(gamma))
+
+
 # The annotations make both functions scriptable (torch.jit.script compiles them
 # when a scripted forward calls them).
 def sqish(
@@ -333,10 +348,14 @@ def sqish(
     alpha: Union[float, torch.Tensor] = DEFAULT_ALPHA,
     beta: Union[float, torch.Tensor] = DEFAULT_BETA,
     gamma: Union[float, torch.Tensor] = DEFAULT_GAMMA,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Sqish of x. alpha, beta, gamma are numbers (passed to the kernels by value) or
     floating tensors, each 0-dim or of size x.size(1) (one value per channel);
-    tensors are differentiable."""
+    tensors are differentiable. inplace=True has torch's meaning, "may overwrite x":
+    it does when autograd does not record the call, else it computes out of place."""
+    if inplace and _may_overwrite(x, alpha, beta, gamma):
+        return sqish_(x, alpha, beta, gamma)
     if torch.jit.is_scripting():
         return _scripted_call(False, x, alpha, beta, gamma)
     return _eager_call(False, x, alpha, beta, gamma)
