@@ -9,6 +9,7 @@ reports medians and ratios, so that a noisy machine affects all alike.
     python bench/bench_cpu.py --json out.json    # also write every row (bench/compare_builds.py)
 """
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -142,11 +143,15 @@ def print_per_channel_table(rows):
 
 def time_interleaved(variants, rounds, warmup=2, calls=1):
     """Median seconds per call of each variant; a variant is a callable or (callable,
-    untimed setup). Each sample times `calls` calls in a row."""
+    untimed setup). Each sample times `calls` calls in a row. Each round starts one
+    variant later than the one before, so that no variant always runs right after the
+    same other one (whose temporaries evict the caches that small inputs live in)."""
     variants = {k: v if isinstance(v, tuple) else (v, None) for k, v in variants.items()}
     samples = {name: [] for name in variants}
+    names = list(variants)
     for r in range(warmup + rounds):
-        for name, (fn, setup) in variants.items():
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, setup = variants[name]
             if setup is not None:
                 setup()
             start = time.perf_counter()
@@ -216,24 +221,18 @@ def per_call_variants():
     prelu = torch.nn.PReLU()
     tensors = parameters(False)
 
-    def no_grad(fn):
-        def run():
-            with torch.no_grad():
-                fn()
-        return run
-
     def step(fn, module=None):
         params = list(module.parameters()) if module is not None else []
         return training_step(lambda t, *_: fn(t), xg, ones, *params)
 
     return {
         "no_grad": {
-            "F.silu": no_grad(lambda: F.silu(x)),
-            "Sqish()": no_grad(lambda: fixed(x)),
-            "sqish_ext.sqish(x), floats": no_grad(lambda: sqish_ext.sqish(x)),
-            "sqish_ext.sqish(x, 0-dim tensors)": no_grad(lambda: sqish_ext.sqish(x, *tensors)),
-            "torch.ops.sqish.sqish(x, 0-dim tensors)": no_grad(lambda: torch.ops.sqish.sqish(x, *tensors)),
-            "Sqish(num_parameters=4)": no_grad(lambda: fixed_per_channel(x)),
+            "F.silu": lambda: F.silu(x),
+            "Sqish()": lambda: fixed(x),
+            "sqish_ext.sqish(x), floats": lambda: sqish_ext.sqish(x),
+            "sqish_ext.sqish(x, 0-dim tensors)": lambda: sqish_ext.sqish(x, *tensors),
+            "torch.ops.sqish.sqish(x, 0-dim tensors)": lambda: torch.ops.sqish.sqish(x, *tensors),
+            "Sqish(num_parameters=4)": lambda: fixed_per_channel(x),
         },
         "grad, forward only": {
             "F.silu": lambda: F.silu(xg),
@@ -256,8 +255,11 @@ def fixed_costs(rounds):
     """Per-call seconds of each call in each mode (8 elements), all in one
     interleaved run per mode, and the page faults of one out-of-place forward at
     2^24 elements."""
-    times = {mode: time_interleaved(variants, rounds * 4, calls=200)
-             for mode, variants in per_call_variants().items()}
+    times = {}
+    for mode, variants in per_call_variants().items():
+        # no_grad is entered once around the timing, not per call.
+        with torch.no_grad() if mode == "no_grad" else contextlib.nullcontext():
+            times[mode] = time_interleaved(variants, rounds * 4, calls=200)
     big = torch.randn(2**24)
     faults = {"sqish_ext": page_faults(lambda: sqish_ext.sqish(big)),
               "F.silu": page_faults(lambda: F.silu(big))}

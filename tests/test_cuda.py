@@ -8,7 +8,8 @@ import sqish_ext  # noqa: F401  (registers the ops)
 from cuda_common import composite, make_params, opcheck_samples
 from sqish_ext import _build_info
 
-OPS = ("sqish::sqish", "sqish::sqish_", "sqish::sqish_backward")
+OPS = ("sqish::sqish", "sqish::sqish.float", "sqish::sqish_", "sqish::sqish_.float", "sqish::sqish_backward",
+       "sqish::sqish_backward.float")
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
