@@ -71,13 +71,35 @@ def test_state_dict_round_trips():
         assert torch.equal(dst(x), src(x))
 
 
-def test_autocast_bfloat16_input_with_float32_parameters_trains():
+def test_bfloat16_input_with_float32_parameters_gives_float32_parameter_gradients():
     m = sqish_ext.Sqish(learnable=True, num_parameters=4)
     x = torch.randn(3, 4).bfloat16().requires_grad_()
     y = m(x)
     y.float().sum().backward()
     assert y.dtype == torch.bfloat16
     assert all(p.grad.dtype == torch.float32 for p in m.parameters())
+
+
+def test_learnable_sqish_trains_under_cpu_autocast_bfloat16():
+    torch.manual_seed(0)
+    act = sqish_ext.Sqish(learnable=True, num_parameters=4)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), act, torch.nn.Conv2d(4, 2, 1))
+    seen = []
+    act.register_forward_hook(lambda module, args, out: seen.append((args[0].dtype, out.dtype)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, target = torch.randn(4, 3, 6, 6), torch.randn(4, 2, 6, 6)
+    losses = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = (model(x).float() - target).square().mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert seen[0] == (torch.bfloat16, torch.bfloat16)  # x stays in the autocast dtype
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in act.parameters())
+    assert all(p.grad.isfinite().all() for p in act.parameters())
+    assert losses[-1] < losses[0]
 
 
 HALF_TOLERANCE = {torch.float16: dict(rtol=2e-3, atol=1e-3), torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2)}

@@ -112,13 +112,15 @@ def test_results_are_bitwise_reproducible(device, dtype, channels):
 def test_parameter_gradients_do_not_depend_on_the_thread_count():
     # The CPU reduction's order is fixed by the tensor size and thread count only;
     # with one thread it is a single ordered sweep, and so must agree closely.
+    # Both counts are forced: on a one-core machine the default would make this vacuous.
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         single = run_training_step("cpu", torch.float32, 8)
+        torch.set_num_threads(2)
+        multi = run_training_step("cpu", torch.float32, 8)
     finally:
         torch.set_num_threads(threads)
-    multi = run_training_step("cpu", torch.float32, 8)
     assert torch.equal(single[0], multi[0]) and torch.equal(single[1], multi[1])
     for a, b in zip(single[2:], multi[2:]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
