@@ -75,23 +75,18 @@ constexpr int64_t kMaxScratchBytes = int64_t(4) << 20;
 
 // ---- Parameters, read on the device ---------------------------------------------
 
-// One of alpha, beta, gamma: a value, or a tensor of a floating dtype, 0-dim
+// One of alpha, beta, gamma: a value, or a float32 or float64 tensor, 0-dim
 // (stride 0) or per channel.
 struct ParamRef {
   const void* data;  // null for a value
   int64_t stride;
-  ScalarType dtype;
+  bool is_double;
   double value;
 
   __device__ double at(int64_t channel) const {
     if (data == nullptr) return value;
     const int64_t i = channel * stride;
-    switch (dtype) {
-      case ScalarType::Double: return static_cast<const double*>(data)[i];
-      case ScalarType::Half: return float(static_cast<const c10::Half*>(data)[i]);
-      case ScalarType::BFloat16: return float(static_cast<const c10::BFloat16*>(data)[i]);
-      default: return static_cast<const float*>(data)[i];
-    }
+    return is_double ? static_cast<const double*>(data)[i] : static_cast<const float*>(data)[i];
   }
 };
 
@@ -109,15 +104,29 @@ struct Params {
   }
 };
 
-ParamRef param_ref(const Parameter& param) {
-  if (param.is_value()) return {nullptr, 0, ScalarType::Double, param.value};
-  const Tensor& t = param.tensor;
-  return {t.const_data_ptr(), t.dim() == 0 ? 0 : t.stride(0), t.scalar_type(), 0.0};
+// The kernels read float32 and float64 parameters only: a float16 or bfloat16 one
+// (a module after .half()) is read from a float32 copy made on the device (stream
+// ordered, no sync), held in `copy` until the launch. Reading those dtypes in the
+// kernels themselves multiplies ptxas's time by ten.
+ParamRef param_ref(const Parameter& param, Tensor& copy) {
+  if (param.is_value()) return {nullptr, 0, false, param.value};
+  const Tensor* t = &param.tensor;
+  if (t->scalar_type() == ScalarType::Half || t->scalar_type() == ScalarType::BFloat16) {
+    copy = torch::stable::to(*t, ScalarType::Float);
+    t = &copy;
+  }
+  return {t->const_data_ptr(), t->dim() == 0 ? 0 : t->stride(0), t->scalar_type() == ScalarType::Double, 0.0};
 }
 
-Params params_of(const Problem& problem) {
-  return {param_ref(problem.alpha), param_ref(problem.beta), param_ref(problem.gamma)};
-}
+// The parameters as the kernels read them, and the copies they may read from.
+struct LaunchParams {
+  Tensor copies[3];
+  Params params;
+
+  explicit LaunchParams(const Problem& problem)
+      : params{param_ref(problem.alpha, copies[0]), param_ref(problem.beta, copies[1]),
+               param_ref(problem.gamma, copies[2])} {}
+};
 
 // ---- The walk over a slice --------------------------------------------------------
 
@@ -618,7 +627,8 @@ struct CudaKernels {
     const int device = device_of(problem);
     const torch::stable::accelerator::DeviceGuard guard(device);
     const cudaStream_t stream = current_stream(device);
-    const Params params = params_of(problem);
+    const LaunchParams launch_params(problem);
+    const Params& params = launch_params.params;
     const bool vector_access = is_vector_aligned({&problem.x, &out});
     with_scalar_type(problem.x.scalar_type(), [&](auto tag) {
       using scalar_t = decltype(tag);
@@ -640,7 +650,8 @@ struct CudaKernels {
     const int device = device_of(problem);
     const torch::stable::accelerator::DeviceGuard guard(device);
     const cudaStream_t stream = current_stream(device);
-    const Params params = params_of(problem);
+    const LaunchParams launch_params(problem);
+    const Params& params = launch_params.params;
     const bool vector_access = is_vector_aligned({&problem.x, &grad_output, &grad_input});
     with_scalar_type(problem.x.scalar_type(), [&](auto tag) {
       using scalar_t = decltype(tag);
