@@ -226,7 +226,7 @@ inline Tensor empty_strided(torch::headeronly::IntHeaderOnlyArrayRef sizes,
   TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_index(device_of.get(), &device_index));
   AtenTensorHandle out;
   TORCH_ERROR_CODE_CHECK(aoti_torch_empty_strided(int64_t(sizes.size()), sizes.data(), strides.data(), dtype,
-                                                         device_type, device_index, &out));
+                                                  device_type, device_index, &out));
   return Tensor(out);
 }
 

@@ -280,7 +280,7 @@ def _eager_call(inplace: bool, x: torch.Tensor, alpha: Union[float, torch.Tensor
         form, params = _FLOAT_FORM, (alpha, beta, gamma)
     elif isinstance(alpha, torch.Tensor) or isinstance(beta, torch.Tensor) or isinstance(gamma, torch.Tensor):
         form = _TENSOR_FORM
-        params = tuple(_as_tensor(v if isinstance(v, torch.Tensor) else parameter_number(name, v), x)
+        params = tuple(v if isinstance(v, torch.Tensor) else _as_tensor(parameter_number(name, v), x)
                        for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
     else:
         form = _FLOAT_FORM

@@ -107,7 +107,7 @@ struct Params {
 // The kernels read float32 and float64 parameters only: a float16 or bfloat16 one
 // (a module after .half()) is read from a float32 copy made on the device (stream
 // ordered, no sync), held in `copy` until the launch. Reading those dtypes in the
-// kernels themselves multiplies ptxas's time by ten.
+// kernels themselves made ptxas many times slower for every architecture.
 ParamRef param_ref(const Parameter& param, Tensor& copy) {
   if (param.is_value()) return {nullptr, 0, false, param.value};
   const Tensor* t = &param.tensor;
