@@ -18,14 +18,13 @@ import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import sqish_ext  # noqa: E402,F401  (registers the ops)
-from cuda_common import composite, make_params, opcheck_samples  # noqa: E402
+import sqish_ext  # noqa: F401  (registers the ops)
+from sqish_ext.reference import sqish_reference
+from sqish_ext.testing import make_params, opcheck_samples
 
 NUMEL = 1 << 28
 REPEATS = 25
@@ -66,7 +65,7 @@ def check_kernels():
 
 def composite_in_opmath(x, a, b, c):
     """The composite on x's opmath (float32 for bfloat16), rounded once, as the op."""
-    return composite(x.float(), a, b, c).to(x.dtype)
+    return sqish_reference(x.float(), a, b, c).to(x.dtype)
 
 
 def measure(dtype):

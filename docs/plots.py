@@ -1,7 +1,7 @@
 """Draw the figures of docs/ into docs/img/: python docs/plots.py
 
-Sqish is computed here from its closed forms in float64 (docs/math.md), not with the compiled
-extension, so the figures can be drawn without building it.
+Sqish is computed here in float64 from its closed forms (docs/math.md) as
+sqish_ext.reference writes them in torch ops, not with the compiled kernels.
 """
 from pathlib import Path
 
@@ -12,16 +12,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from sqish_ext.reference import sqish_partials, sqish_reference  # noqa: E402
+
 IMG = Path(__file__).parent / "img"
 X = torch.linspace(-5, 5, 2001, dtype=torch.float64)
 
 
 def sqish(x, alpha, beta, gamma):
-    """f(x) and ∂f/∂x through the gate s = σ(kx − ln β), k = 2γ(1 − α); 1 − s is σ(−w), never a subtraction."""
-    k = 2 * gamma * (1 - alpha)
-    w = k * x - torch.log(torch.tensor(beta, dtype=torch.float64))
-    s, not_s = torch.sigmoid(w), torch.sigmoid(-w)
-    return alpha * x + (1 - alpha) * x * s, alpha + (1 - alpha) * s * (1 + k * x * not_s)
+    """f(x) and ∂f/∂x in float64 from the package's torch-ops reference."""
+    return sqish_reference(x, alpha, beta, gamma), sqish_partials(x, alpha, beta, gamma).df_dx
 
 
 def with_derivative(fn, x):

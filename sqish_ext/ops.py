@@ -5,6 +5,7 @@ from typing import Union
 import torch
 
 from sqish_ext import _errors
+from sqish_ext.reference import sqish_partials
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_BETA = 1.0
@@ -65,33 +66,22 @@ def _float_backward(ctx, grad_output):
 
 
 def _composite_backward(grad_output, x, alpha, beta, gamma):
-    """The fused backward written with differentiable torch ops (math.md's
-    closed forms), used only to differentiate the backward itself."""
+    """The fused backward written with differentiable torch ops (the reference's
+    partials), used only to differentiate the backward itself."""
     compute_dtype = torch.promote_types(x.dtype, torch.float32)
     g, xc = grad_output.to(compute_dtype), x.to(compute_dtype)
-    shape = [1] * x.dim()
-    if x.dim() >= 2:
-        shape[1] = -1
+    partials = sqish_partials(xc, *(p.to(compute_dtype) for p in (alpha, beta, gamma)))
 
-    def broadcast(p):
-        return p.to(compute_dtype).reshape(shape) if p.dim() == 1 else p.to(compute_dtype)
-
-    a, b, c = broadcast(alpha), broadcast(beta), broadcast(gamma)
-    k = 2 * c * (1 - a)
-    w = k * xc - torch.log(b)
-    s, sc = torch.sigmoid(w), torch.sigmoid(-w)
-    q = s * sc
-    grad_x = g * (a + (1 - a) * (s + k * xc * q))
-
-    def reduce(term, p):
+    def reduce(partial, p):
         dims = [d for d in range(x.dim()) if not (p.dim() == 1 and d == 1)]
+        term = g * partial
         return term.sum(dims).to(p.dtype) if dims else term.to(p.dtype)
 
     return (
-        grad_x.to(x.dtype),
-        reduce(g * xc * (sc - k * xc * q), alpha),
-        reduce(-g * (1 - a) * xc * q / b, beta),
-        reduce(2 * g * (1 - a) ** 2 * xc * xc * q, gamma),
+        (g * partials.df_dx).to(x.dtype),
+        reduce(partials.df_dalpha, alpha),
+        reduce(partials.df_dbeta, beta),
+        reduce(partials.df_dgamma, gamma),
     )
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import sqish_ext  # noqa: F401  (loads the ops)
+from sqish_ext.reference import sqish_partials, sqish_reference
 from deploy_models import CHANNELS, CONFIG_IDS, CONFIGS, make_model, ramp
 
 # f and its four partials at 708 points, computed with mpmath at 80 digits from the
@@ -32,25 +33,12 @@ def load_reference():
 
 
 def oracle(x, alpha, beta, gamma):
-    """Sqish and its four partials in float64 from torch's stable sigmoid,
-    independent of the extension. Parameters broadcast like the op's (dim 1)."""
+    """Sqish and its four partials in float64 from the package's torch-ops reference
+    (sqish_ext/reference.py, itself checked against the mpmath table), independent
+    of the compiled kernels. Parameters broadcast like the op's (dim 1)."""
     x = x.double()
-
-    def bc(p):
-        p = torch.as_tensor(p, dtype=torch.float64, device=x.device)
-        return p.reshape([1, -1] + [1] * (x.dim() - 2)) if p.dim() == 1 else p
-
-    a, b, g = bc(alpha), bc(beta), bc(gamma)
-    k = 2 * g * (1 - a)
-    w = k * x - torch.log(b)
-    s, sc = torch.sigmoid(w), torch.sigmoid(-w)
-    return {
-        "f": a * x + (1 - a) * x * s,
-        "df_dx": a + (1 - a) * s * (1 + k * x * sc),
-        "df_dalpha": x * sc * (1 - k * x * s),
-        "df_dbeta": -(1 - a) * x * s * sc / b,
-        "df_dgamma": 2 * (1 - a) ** 2 * x * x * s * sc,
-    }
+    params = [torch.as_tensor(p, dtype=torch.float64, device=x.device) for p in (alpha, beta, gamma)]
+    return {"f": sqish_reference(x, *params), **sqish_partials(x, *params)._asdict()}
 
 
 def partials(x, alpha, beta, gamma):

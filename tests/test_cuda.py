@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import sqish_ext  # noqa: F401  (registers the ops)
-from cuda_common import composite, make_params, opcheck_samples
 from sqish_ext import _build_info
+from sqish_ext.reference import along_channels, sqish_reference
+from sqish_ext.testing import make_params, opcheck_samples
 
 OPS = ("sqish::sqish", "sqish::sqish.float", "sqish::sqish_", "sqish::sqish_.float", "sqish::sqish_backward",
        "sqish::sqish_backward.float")
@@ -38,21 +39,16 @@ def test_cuda_build_registers_cuda_kernels():
 # ---- helpers --------------------------------------------------------------------
 
 
-def along_channels(p, x):
-    """A per-channel parameter viewed to broadcast along x's dim 1."""
-    return p.reshape([-1 if d == 1 else 1 for d in range(x.dim())]) if p.dim() == 1 else p
-
-
 def reference(x, params, grad=None):
     """float64 CPU reference: the output, and with grad, grad_input, the three
     parameter gradients, and the sums of their terms' magnitudes."""
     x64 = x.detach().cpu().double().requires_grad_(grad is not None)
-    p64 = [along_channels(p.detach().cpu().double(), x) for p in params]
+    p64 = [along_channels(p.detach().cpu().double(), x64) for p in params]
     if grad is None:
-        return composite(x64, *p64)
+        return sqish_reference(x64, *p64)
     # Parameters expanded to x's shape give every element's term separately.
     expanded = [p.expand(x.shape).clone().requires_grad_() for p in p64]
-    y = composite(x64, *expanded)
+    y = sqish_reference(x64, *expanded)
     g64 = grad.detach().cpu().double()
     grads = torch.autograd.grad(y, [x64, *expanded], g64)
     dims = [d for d in range(x.dim()) if d != 1] if x.dim() >= 2 else list(range(x.dim()))

@@ -1,5 +1,6 @@
-"""Helpers shared by tests/test_cuda.py and bench/bench_gpu.py (which also runs
-where pytest is not installed)."""
+"""Sample builders for checking the ops: random parameters in Sqish's usual range,
+and the samples torch.library.opcheck runs on a device. The tests and the GPU check
+(bench/bench_gpu.py, which also runs where pytest is not installed) share them."""
 import torch
 
 
@@ -15,21 +16,14 @@ def make_params(channels, per_channel, dtypes=(torch.float32,) * 3, device="cuda
     return params
 
 
-def composite(x, a, b, c):
-    """Sqish from torch ops (math.md's closed form with a stable sigmoid); the
-    parameters broadcast against x."""
-    k = 2 * c * (1 - a)
-    return a * x + (1 - a) * x * torch.sigmoid(k * x - torch.log(b))
-
-
 ALL_OPCHECKS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
 # AOT dispatch cannot functionalize a custom op that returns an alias of its
 # input, as sqish_ (Tensor(a!) -> Tensor(a!)) does.
 INPLACE_OPCHECKS = ALL_OPCHECKS[:3]
 
 
-def opcheck_samples():
-    """(op, args, test_utils) on CUDA for torch.library.opcheck: every op, scalar
+def opcheck_samples(device="cuda"):
+    """(op, args, test_utils) on device for torch.library.opcheck: every op, scalar
     and per-channel parameters, contiguous and channels_last, with and without grad."""
     samples = []
     for shape, per_channel, memory_format in [
@@ -41,13 +35,13 @@ def opcheck_samples():
         channels = shape[1] if len(shape) > 1 else 1
 
         def sample_x():
-            return torch.randn(shape, device="cuda").contiguous(memory_format=memory_format)
+            return torch.randn(shape, device=device).contiguous(memory_format=memory_format)
 
         for requires_grad in (False, True):
-            params = make_params(channels, per_channel, requires_grad=requires_grad)
+            params = make_params(channels, per_channel, device=device, requires_grad=requires_grad)
             samples.append((torch.ops.sqish.sqish.default, (sample_x().requires_grad_(requires_grad), *params),
                             ALL_OPCHECKS))
-        x, params = sample_x(), make_params(channels, per_channel)
+        x, params = sample_x(), make_params(channels, per_channel, device=device)
         for compute_param_grads in (False, True):
             samples.append((torch.ops.sqish.sqish_backward.default,
                             (torch.randn_like(x), x, *params, compute_param_grads), ALL_OPCHECKS))
