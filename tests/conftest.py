@@ -10,8 +10,9 @@ import sqish_ext  # noqa: F401  (loads the ops)
 from sqish_ext.reference import sqish_partials, sqish_reference
 from deploy_models import CHANNELS, CONFIG_IDS, CONFIGS, make_model, ramp
 
-# f and its four partials at 708 points, computed with mpmath at 80 digits from the
-# closed forms of docs/math.md and cross-checked against mpmath's numerical derivatives.
+# f and its four partials at 708 points, written by scripts/make_reference_table.py:
+# mpmath at 80 digits from the closed forms of docs/math.md, cross-checked against
+# mpmath's numerical derivatives (test_reference.py checks the table is what it writes).
 REFERENCE_CSV = Path(__file__).resolve().parent / "data" / "sqish_reference.csv"
 HAS_CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device"))]

@@ -1,5 +1,8 @@
 """Values and all four partial derivatives against the 80-digit mpmath table."""
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,3 +97,11 @@ def test_torch_ops_reference_matches_the_table(setting):
         want = reference_columns(rows, quantity)
         error = (got[quantity] - want).abs()
         assert (error <= 1e-10 * want.abs()).all(), (quantity, error.max())
+
+
+def test_table_is_what_its_script_computes():
+    # The table is data; this keeps it reproducible from scripts/make_reference_table.py.
+    pytest.importorskip("mpmath", reason="needs mpmath (pip install 'sqish-ext[test]')")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_reference_table.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -4,7 +4,11 @@ import torch
 
 import sqish_ext
 
-timm = pytest.importorskip("timm", reason="needs timm (requirements.txt)")
+
+@pytest.fixture(scope="module")
+def timm():
+    return pytest.importorskip("timm", reason="needs timm (requirements.txt)")
+
 
 # (name, extra create_model arguments): small inputs keep them fast.
 MODELS = {
@@ -16,7 +20,7 @@ MODELS = {
 }
 
 
-def build(name, act_layer=sqish_ext.Sqish):
+def build(timm, name, act_layer=sqish_ext.Sqish):
     torch.manual_seed(0)
     return timm.create_model(name, act_layer=act_layer, num_classes=10, pretrained=False, **MODELS[name])
 
@@ -26,9 +30,9 @@ def images():
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_timm_model_built_with_sqish_as_act_layer_trains(name):
+def test_timm_model_built_with_sqish_as_act_layer_trains(timm, name):
     # timm builds its activations as act_layer(inplace=True); training keeps the inputs.
-    model = build(name)
+    model = build(timm, name)
     assert any(isinstance(m, sqish_ext.Sqish) for m in model.modules())
     model(images()).square().sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
@@ -36,8 +40,8 @@ def test_timm_model_built_with_sqish_as_act_layer_trains(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_compiled_timm_model_with_sqish_matches_eager(name):
-    model = build(name).eval()
+def test_compiled_timm_model_with_sqish_matches_eager(timm, name):
+    model = build(timm, name).eval()
     x = images()
     with torch.no_grad():
         expected = model(x)
@@ -46,8 +50,8 @@ def test_compiled_timm_model_with_sqish_matches_eager(name):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_replace_activations_swaps_timms_own_activation_classes():
-    model = build("efficientnet_b0", act_layer=timm.layers.activations.Swish)
+def test_replace_activations_swaps_timms_own_activation_classes(timm):
+    model = build(timm, "efficientnet_b0", act_layer=timm.layers.activations.Swish)
     replaced = sqish_ext.replace_activations(model, old=(timm.layers.activations.Swish,))
     assert replaced > 0
     assert not any(isinstance(m, timm.layers.activations.Swish) for m in model.modules())
