@@ -152,7 +152,7 @@ SQISH_HOST_DEVICE Gate<T> gate(T x, const Coeffs<T>& p) {
 }
 
 template <typename Precision = Accurate, typename T>
-SQISH_HOST_DEVICE T forward(T x, const Coeffs<T>& p) {
+SQISH_HOST_DEVICE T sqish_value(T x, const Coeffs<T>& p) {
   // s alone needs no sign split: where e^(−w) overflows, 1/(1 + ∞) = 0 is σ(w)
   // rounded, and nothing else can overflow.
   const T s = reciprocal_of(T(1) + exp_of(-mul_add(p.k, x, p.c), Precision{}), Precision{});

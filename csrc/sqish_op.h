@@ -255,15 +255,15 @@ inline Tensor dense_grad_output(const char* op, const Tensor& grad_output, const
 }
 
 template <typename Kernels>
-Tensor forward(const Problem& problem) {
+Tensor out_of_place(const Problem& problem) {
   Tensor out = empty_like_dense(problem.x);
-  if (problem.x.numel() > 0) Kernels::forward(problem, out);
+  if (problem.x.numel() > 0) Kernels::launch_forward(problem, out);
   return out;
 }
 
 template <typename Kernels>
-Tensor forward_inplace(const Problem& problem, Tensor x) {
-  if (problem.x.numel() > 0) Kernels::forward(problem, problem.x);
+Tensor in_place(const Problem& problem, Tensor x) {
+  if (problem.x.numel() > 0) Kernels::launch_forward(problem, problem.x);
   if (problem.x.get() != x.get()) torch::stable::copy_(x, problem.x);
   return x;
 }
@@ -272,46 +272,47 @@ Tensor forward_inplace(const Problem& problem, Tensor x) {
 
 // The ops, for a backend's kernels:
 //   struct Kernels {
-//     static void forward(const Problem&, const Tensor& out);          // out may alias x
-//     static void backward(const Problem&, const Tensor& grad_output, const Tensor& grad_input,
-//                          ParameterGradients* param_grads);
+//     static void launch_forward(const Problem&, const Tensor& out);   // out may alias x
+//     static void launch_backward(const Problem&, const Tensor& grad_output, const Tensor& grad_input,
+//                                 ParameterGradients* param_grads);
 //   };
-// backward writes grad_input and, when param_grads is not null, sets the three
+// launch_backward writes grad_input and, when param_grads is not null, sets the three
 // parameter gradients from the same pass. Kernels are called with at least one element.
 // Each op has a tensor-parameter form and a float overload (library.cpp).
 template <typename Kernels>
-Tensor forward(Tensor x, Tensor alpha, Tensor beta, Tensor gamma) {
-  return detail::forward<Kernels>(detail::make_problem("sqish", x, alpha, beta, gamma));
+Tensor sqish_op(Tensor x, Tensor alpha, Tensor beta, Tensor gamma) {
+  return detail::out_of_place<Kernels>(detail::make_problem("sqish", x, alpha, beta, gamma));
 }
 
 template <typename Kernels>
-Tensor forward_values(Tensor x, double alpha, double beta, double gamma) {
-  return detail::forward<Kernels>(detail::make_problem("sqish", x, alpha, beta, gamma));
+Tensor sqish_float_op(Tensor x, double alpha, double beta, double gamma) {
+  return detail::out_of_place<Kernels>(detail::make_problem("sqish", x, alpha, beta, gamma));
 }
 
 template <typename Kernels>
-Tensor forward_inplace(Tensor x, Tensor alpha, Tensor beta, Tensor gamma) {
-  return detail::forward_inplace<Kernels>(detail::make_problem("sqish_", x, alpha, beta, gamma), x);
+Tensor sqish_inplace_op(Tensor x, Tensor alpha, Tensor beta, Tensor gamma) {
+  return detail::in_place<Kernels>(detail::make_problem("sqish_", x, alpha, beta, gamma), x);
 }
 
 template <typename Kernels>
-Tensor forward_inplace_values(Tensor x, double alpha, double beta, double gamma) {
-  return detail::forward_inplace<Kernels>(detail::make_problem("sqish_", x, alpha, beta, gamma), x);
+Tensor sqish_inplace_float_op(Tensor x, double alpha, double beta, double gamma) {
+  return detail::in_place<Kernels>(detail::make_problem("sqish_", x, alpha, beta, gamma), x);
 }
 
 template <typename Kernels>
-std::tuple<Tensor, Tensor, Tensor, Tensor> backward(Tensor grad_output, Tensor x, Tensor alpha, Tensor beta,
-                                                    Tensor gamma, bool compute_param_grads) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> sqish_backward_op(Tensor grad_output, Tensor x, Tensor alpha,
+                                                             Tensor beta, Tensor gamma,
+                                                             bool compute_param_grads) {
   const Problem problem = detail::make_problem("sqish_backward", x, alpha, beta, gamma);
   const Tensor grad = detail::dense_grad_output("sqish_backward", grad_output, x, problem);
   const Tensor grad_input = detail::empty_like_dense(problem.x);
   if (!compute_param_grads) {
-    if (problem.x.numel() > 0) Kernels::backward(problem, grad, grad_input, nullptr);
+    if (problem.x.numel() > 0) Kernels::launch_backward(problem, grad, grad_input, nullptr);
     return {grad_input, Tensor(), Tensor(), Tensor()};
   }
   ParameterGradients grads;
   if (problem.x.numel() > 0) {
-    Kernels::backward(problem, grad, grad_input, &grads);
+    Kernels::launch_backward(problem, grad, grad_input, &grads);
   } else {  // no elements: every gradient is 0
     auto zeros = [&](const Tensor& param) {
       return torch::stable::new_zeros(problem.x, param.sizes(), param.scalar_type());
@@ -323,21 +324,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward(Tensor grad_output, Tensor x
 
 // Float parameters are constants, so only grad_input.
 template <typename Kernels>
-Tensor backward_values(Tensor grad_output, Tensor x, double alpha, double beta, double gamma) {
+Tensor sqish_backward_float_op(Tensor grad_output, Tensor x, double alpha, double beta, double gamma) {
   const Problem problem = detail::make_problem("sqish_backward", x, alpha, beta, gamma);
   const Tensor grad = detail::dense_grad_output("sqish_backward", grad_output, x, problem);
   const Tensor grad_input = detail::empty_like_dense(problem.x);
-  if (problem.x.numel() > 0) Kernels::backward(problem, grad, grad_input, nullptr);
+  if (problem.x.numel() > 0) Kernels::launch_backward(problem, grad, grad_input, nullptr);
   return grad_input;
 }
 
 }  // namespace sqish
 
 // Registers a backend's kernels for every op of library.cpp (STABLE_TORCH_LIBRARY_IMPL body).
-#define SQISH_REGISTER_KERNELS(m, Kernels)                                        \
-  m.impl("sqish", TORCH_BOX(&::sqish::forward<Kernels>));                         \
-  m.impl("sqish.float", TORCH_BOX(&::sqish::forward_values<Kernels>));            \
-  m.impl("sqish_", TORCH_BOX(&::sqish::forward_inplace<Kernels>));                \
-  m.impl("sqish_.float", TORCH_BOX(&::sqish::forward_inplace_values<Kernels>));   \
-  m.impl("sqish_backward", TORCH_BOX(&::sqish::backward<Kernels>));               \
-  m.impl("sqish_backward.float", TORCH_BOX(&::sqish::backward_values<Kernels>))
+#define SQISH_REGISTER_KERNELS(m, Kernels)                                          \
+  m.impl("sqish", TORCH_BOX(&::sqish::sqish_op<Kernels>));                          \
+  m.impl("sqish.float", TORCH_BOX(&::sqish::sqish_float_op<Kernels>));              \
+  m.impl("sqish_", TORCH_BOX(&::sqish::sqish_inplace_op<Kernels>));                 \
+  m.impl("sqish_.float", TORCH_BOX(&::sqish::sqish_inplace_float_op<Kernels>));     \
+  m.impl("sqish_backward", TORCH_BOX(&::sqish::sqish_backward_op<Kernels>));        \
+  m.impl("sqish_backward.float", TORCH_BOX(&::sqish::sqish_backward_float_op<Kernels>))

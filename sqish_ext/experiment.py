@@ -30,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sqish_ext import Sqish, sqish
-from sqish_ext.integration import replace_activations
+from sqish_ext import replace_activations
 
 # The package's default Sqish; LeakyReLU gets the same slope α, being the limit of Sqish as γ → ∞.
 ALPHA, BETA, GAMMA = 0.01, 1.0, 1.0

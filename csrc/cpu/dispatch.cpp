@@ -65,10 +65,10 @@ const KernelTable& kernels() {
 }
 
 struct CpuKernels {
-  static void forward(const Problem& problem, const Tensor& out) { kernels().forward(problem, out); }
-  static void backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
-                       ParameterGradients* param_grads) {
-    kernels().backward(problem, grad_output, grad_input, param_grads);
+  static void launch_forward(const Problem& problem, const Tensor& out) { kernels().level_forward(problem, out); }
+  static void launch_backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
+                              ParameterGradients* param_grads) {
+    kernels().level_backward(problem, grad_output, grad_input, param_grads);
   }
 };
 

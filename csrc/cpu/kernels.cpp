@@ -125,7 +125,7 @@ SQISH_ALWAYS_INLINE inline void for_each_step(int64_t begin, int64_t end, const 
 // ---- Forward ----------------------------------------------------------------------
 
 template <typename scalar_t>
-void forward_kernel(const Problem& problem, const Tensor& out) {
+void forward_loop(const Problem& problem, const Tensor& out) {
   using St = Storage<scalar_t>;
   using V = typename St::V;
   constexpr int64_t W = V::kSize;
@@ -136,9 +136,9 @@ void forward_kernel(const Problem& problem, const Tensor& out) {
 
   auto step = [&](int64_t o, auto count, const Coeffs<V>& p) SQISH_ALWAYS_INLINE {
     if constexpr (std::is_same_v<decltype(count), std::integral_constant<int64_t, W>>) {
-      St::store(y + o, forward(St::load(x + o), p));
+      St::store(y + o, sqish_value(St::load(x + o), p));
     } else {
-      St::store(y + o, forward(St::load(x + o, count), p), count);
+      St::store(y + o, sqish_value(St::load(x + o, count), p), count);
     }
   };
   auto run = [&](int64_t begin, int64_t end, const Coeffs<V>& p) SQISH_ALWAYS_INLINE {
@@ -198,7 +198,7 @@ struct Accumulator {
 };
 
 template <typename scalar_t, bool kParamGrads>
-void backward_kernel(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
+void backward_loop(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
                      ParameterGradients* param_grads) {
   using St = Storage<scalar_t>;
   using V = typename St::V;
@@ -326,23 +326,23 @@ void backward_kernel(const Problem& problem, const Tensor& grad_output, const Te
   }
 }
 
-void forward(const Problem& problem, const Tensor& out) {
-  with_scalar_type(problem.x.scalar_type(), [&](auto tag) { forward_kernel<decltype(tag)>(problem, out); });
+void level_forward(const Problem& problem, const Tensor& out) {
+  with_scalar_type(problem.x.scalar_type(), [&](auto tag) { forward_loop<decltype(tag)>(problem, out); });
 }
 
-void backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
-              ParameterGradients* param_grads) {
+void level_backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
+                    ParameterGradients* param_grads) {
   with_scalar_type(problem.x.scalar_type(), [&](auto tag) {
     if (param_grads != nullptr) {
-      backward_kernel<decltype(tag), true>(problem, grad_output, grad_input, param_grads);
+      backward_loop<decltype(tag), true>(problem, grad_output, grad_input, param_grads);
     } else {
-      backward_kernel<decltype(tag), false>(problem, grad_output, grad_input, param_grads);
+      backward_loop<decltype(tag), false>(problem, grad_output, grad_input, param_grads);
     }
   });
 }
 
 }  // namespace
 
-extern const KernelTable kernels{&forward, &backward};
+extern const KernelTable kernels{&level_forward, &level_backward};
 
 }  // namespace sqish::cpu::SQISH_CPU_LEVEL

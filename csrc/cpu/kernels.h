@@ -8,9 +8,9 @@
 namespace sqish::cpu {
 
 struct KernelTable {
-  void (*forward)(const Problem& problem, const Tensor& out);
-  void (*backward)(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
-                   ParameterGradients* param_grads);
+  void (*level_forward)(const Problem& problem, const Tensor& out);
+  void (*level_backward)(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
+                         ParameterGradients* param_grads);
 };
 
 #define SQISH_DECLARE_CPU_LEVEL(level) \

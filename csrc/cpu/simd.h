@@ -44,15 +44,15 @@ typedef uint32_t UInt32Raw __attribute__((vector_size(kVectorBytes)));
 typedef uint16_t HalfWidthBits __attribute__((vector_size(kVectorBytes / 2)));
 
 template <typename T>
-struct Lanes;
+struct LaneTypes;
 template <>
-struct Lanes<float> {
+struct LaneTypes<float> {
   using Int = int32_t;
   using Raw = FloatRaw;
   using IntRaw = Int32Raw;
 };
 template <>
-struct Lanes<double> {
+struct LaneTypes<double> {
   using Int = int64_t;
   using Raw = DoubleRaw;
   using IntRaw = Int64Raw;
@@ -61,9 +61,9 @@ struct Lanes<double> {
 template <typename T>
 struct Vec {
   static constexpr int kSize = kVectorBytes / sizeof(T);
-  using Int = typename Lanes<T>::Int;
-  using Raw = typename Lanes<T>::Raw;
-  using IntRaw = typename Lanes<T>::IntRaw;
+  using Int = typename LaneTypes<T>::Int;
+  using Raw = typename LaneTypes<T>::Raw;
+  using IntRaw = typename LaneTypes<T>::IntRaw;
 
   Raw raw;
 

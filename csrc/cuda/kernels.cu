@@ -320,7 +320,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
-        for (int j = 0; j < kVec; ++j) v[u][j] = forward<PrecisionFor<scalar_t>>(v[u][j], coeffs.of(j));
+        for (int j = 0; j < kVec; ++j) v[u][j] = sqish_value<PrecisionFor<scalar_t>>(v[u][j], coeffs.of(j));
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) store<kVec>(out + offset[u], count[u], vector_access, v[u]);
@@ -623,7 +623,7 @@ void with_layout(int vec, bool per_column, const Fn& fn) {
 }
 
 struct CudaKernels {
-  static void forward(const Problem& problem, const Tensor& out) {
+  static void launch_forward(const Problem& problem, const Tensor& out) {
     const int device = device_of(problem);
     const torch::stable::accelerator::DeviceGuard guard(device);
     const cudaStream_t stream = current_stream(device);
@@ -645,7 +645,7 @@ struct CudaKernels {
     });
   }
 
-  static void backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
+  static void launch_backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
                        ParameterGradients* param_grads) {
     const int device = device_of(problem);
     const torch::stable::accelerator::DeviceGuard guard(device);
