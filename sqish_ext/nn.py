@@ -9,7 +9,11 @@ _NAMES = ("alpha", "beta", "gamma")
 class Sqish(torch.nn.Module):
     """Sqish activation, f(x) = αx + (1−α)x / (1 + β·e^(−2γ(1−α)x)).
 
-    learnable=True makes alpha, beta, gamma nn.Parameters (float32). Fixed values are
+    learnable=True makes alpha, gamma and log_beta nn.Parameters (float32): β is
+    trained as ln β, so it stays > 0 whatever step the optimizer takes (β ≤ 0 puts a
+    pole on the real line), and a step moves it by a factor rather than an amount.
+    m.beta reads e^log_beta (a tensor in the graph, so assigning to it or to its
+    .data changes nothing: set log_beta). Fixed values are
     floats, as torch's activations keep theirs (passed to the kernels by value, and
     unchanged by .half() or .to()), or buffers when there is one per channel.
     num_parameters=1 gives one value each (shape ()); num_parameters=C gives one per
@@ -34,7 +38,11 @@ class Sqish(torch.nn.Module):
                 setattr(self, name, float(initial))
                 continue
             tensor = torch.empty(shape, dtype=torch.float32).copy_(torch.as_tensor(initial))
-            if learnable:
+            if learnable and name == "beta":
+                if not (tensor > 0).all():
+                    raise ValueError(f"Sqish: a learnable beta must be > 0 (it is trained as ln beta), got {value}")
+                self.register_parameter("log_beta", torch.nn.Parameter(tensor.log()))
+            elif learnable:
                 self.register_parameter(name, torch.nn.Parameter(tensor))
             else:
                 self.register_buffer(name, tensor)
@@ -43,7 +51,14 @@ class Sqish(torch.nn.Module):
         return not self.learnable and self.num_parameters == 1
 
     def forward(self, x):
+        if hasattr(self, "log_beta"):  # resolved when TorchScript compiles, so each module compiles one branch
+            return sqish(x, self.alpha, self.log_beta.exp(), self.gamma, self.inplace)
         return sqish(x, self.alpha, self.beta, self.gamma, self.inplace)
+
+    def __getattr__(self, name):
+        if name == "beta" and "log_beta" in self._parameters:
+            return self._parameters["log_beta"].exp()
+        return super().__getattr__(name)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -53,6 +68,14 @@ class Sqish(torch.nn.Module):
             for name in _NAMES:
                 if prefix + name in state_dict:
                     setattr(self, name, float(state_dict.pop(prefix + name)))
+        # A learnable beta was trained as itself before it was trained as ln beta.
+        if "log_beta" in self._parameters and prefix + "beta" in state_dict:
+            beta = state_dict.pop(prefix + "beta")
+            if (beta > 0).all():
+                state_dict[prefix + "log_beta"] = beta.log()
+            else:
+                error_msgs.append(f"{prefix}beta has values <= 0, which a learnable Sqish cannot hold "
+                                  f"(it trains ln beta; beta <= 0 puts a pole on the real line)")
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 

@@ -7,10 +7,65 @@ import torch
 import sqish_ext
 
 
-def test_learnable_module_owns_parameters_named_alpha_beta_gamma():
+def test_learnable_module_owns_parameters_alpha_log_beta_gamma():
     m = sqish_ext.Sqish(learnable=True)
-    assert [n for n, _ in m.named_parameters()] == ["alpha", "beta", "gamma"]
+    assert [n for n, _ in m.named_parameters()] == ["alpha", "log_beta", "gamma"]
     assert all(p.shape == () for p in m.parameters())
+
+
+def test_learnable_beta_reads_as_exp_of_log_beta():
+    m = sqish_ext.Sqish(beta=2.5, learnable=True, num_parameters=3)
+    torch.testing.assert_close(m.log_beta.detach(), torch.full((3,), 2.5).log())
+    torch.testing.assert_close(m.beta.detach(), torch.full((3,), 2.5))
+
+
+def test_learnable_beta_must_start_positive():
+    with pytest.raises(ValueError, match="learnable beta must be > 0"):
+        sqish_ext.Sqish(beta=0.0, learnable=True)
+
+
+def test_learnable_beta_stays_positive_at_a_learning_rate_that_drives_a_raw_beta_negative():
+    # Fitting f(x) = x pulls β towards 0 (Sqish tends to the identity as β → 0). The
+    # same steps on β as a plain parameter take it below 0 and the loss to NaN (so
+    # the rate is large enough); trained as ln β, it stays positive and finite.
+    def train(raw_beta=None):
+        act = sqish_ext.Sqish(0.1, 0.5, 1.0, learnable=True, num_parameters=4)
+        beta = act.log_beta if raw_beta is None else raw_beta
+        if raw_beta is not None:
+            act.forward = lambda x: sqish_ext.sqish(x, act.alpha, raw_beta, act.gamma)
+        optimizer = torch.optim.SGD([{"params": [act.alpha, act.gamma], "lr": 0.1}, {"params": [beta], "lr": 1.0}])
+        x = torch.randn(8, 4, 6, 6, generator=torch.Generator().manual_seed(0)) * 2
+        betas, losses = [], []
+        for _ in range(20):
+            optimizer.zero_grad()
+            loss = (act(x) - x).square().mean()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            betas.append((act.beta if raw_beta is None else raw_beta).detach().clone())
+        return torch.stack(betas), torch.tensor(losses)
+
+    raw_betas, raw_losses = train(torch.nn.Parameter(torch.full((4,), 0.5)))
+    assert (raw_betas <= 0).any() and not raw_losses.isfinite().all()
+    betas, losses = train()
+    assert (betas > 0).all() and losses.isfinite().all()
+    assert losses[-1] < losses[0]
+
+
+def test_learnable_module_loads_a_state_dict_that_trained_beta_itself():
+    # The form learnable beta was saved in before it was trained as ln beta.
+    m = sqish_ext.Sqish(learnable=True, num_parameters=2)
+    state = {"alpha": torch.tensor([0.1, 0.2]), "beta": torch.tensor([0.5, 4.0]), "gamma": torch.tensor([1.0, 2.0])}
+    m.load_state_dict(state)
+    torch.testing.assert_close(m.beta.detach(), torch.tensor([0.5, 4.0]))
+    assert list(m.state_dict()) == ["alpha", "log_beta", "gamma"]
+
+
+def test_a_saved_learnable_beta_at_or_below_zero_is_a_load_error():
+    m = sqish_ext.Sqish(learnable=True)
+    state = {"alpha": torch.tensor(0.1), "beta": torch.tensor(-0.5), "gamma": torch.tensor(1.0)}
+    with pytest.raises(RuntimeError, match="beta has values <= 0"):
+        m.load_state_dict(state)
 
 
 def test_per_channel_learnable_parameters_have_one_value_per_channel():
