@@ -58,6 +58,16 @@ def test_negative_python_beta_is_a_value_error():
         sqish_ext.sqish(torch.randn(3), beta=-0.5)
 
 
+def test_negative_tensor_beta_gives_nan_everywhere_not_a_finite_value(device):
+    # Checking a tensor's values would synchronise with the device; the contract
+    # (docs/api.md) is NaN in every output and gradient, never a plausible number.
+    x = torch.linspace(-4, 4, 9, device=device).reshape(1, 9).requires_grad_()
+    beta = torch.full((9,), -0.5, device=device, requires_grad=True)
+    y = sqish_ext.sqish(x, 0.1, beta, 1.0)
+    y.sum().backward()
+    assert y.isnan().all() and x.grad.isnan().all() and beta.grad.isnan().all()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a second device")
 def test_parameter_on_another_device_is_a_runtime_error_naming_both():
     x = torch.randn(4, device="cuda")
