@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import sqish_ext  # noqa: F401  (loads the ops)
-from sqish_ext.reference import sqish_partials, sqish_reference
+from sqish_ext.reference import along_channels, sqish_partials, sqish_reference
 from deploy_models import CHANNELS, CONFIG_IDS, CONFIGS, make_model, ramp
 
 # f and its four partials at 708 points, written by scripts/make_reference_table.py:
@@ -40,6 +40,41 @@ def oracle(x, alpha, beta, gamma):
     x = x.double()
     params = [torch.as_tensor(p, dtype=torch.float64, device=x.device) for p in (alpha, beta, gamma)]
     return {"f": sqish_reference(x, *params), **sqish_partials(x, *params)._asdict()}
+
+
+def rounding_bound(dtype, fn, x64, params64):
+    """How far the kernels' value of fn (the reference's f or a partial) may be from
+    float64 at x64 (values exact in dtype) and params64, per element.
+
+    The kernels compute in float32 or wider. One relative rounding ε of x or of a
+    derived coefficient (α, k = 2γ(1−α), c = −ln β) moves v = fn by about ε times
+    |x ∂v/∂x| + |α ∂v/∂α| + |γ ∂v/∂γ| + (1 + |ln β|)·|β ∂v/∂β| (float64 autograd,
+    parameters expanded per element); 8 such roundings cover the handful of
+    operations (16 for float64, whose reference rounds as much). The half types then
+    round the result once: ε of dtype relative to the value (half an ulp, and the
+    float32 error may cross a rounding boundary). The floors are for values below
+    the normal range, where ulps are absolute."""
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    x = x64.clone().requires_grad_()
+    expanded = [along_channels(p, x64).expand_as(x64).clone().requires_grad_() for p in params64]
+    value = fn(x, *expanded)
+    grads = torch.autograd.grad(value.sum(), [x, *expanded], allow_unused=True, materialize_grads=True)
+    a, b, g = (p.detach() for p in expanded)
+    # β = 0 is exact and so is its c = +∞: no rounding to propagate (the formula's 0·∞ there is NaN).
+    beta_term = torch.where(b > 0, (1 + b.log().abs()) * (b * grads[2]).abs(), 0)
+    sensitivity = (x64 * grads[0]).abs() + (a * grads[1]).abs() + (g * grads[3]).abs() + beta_term
+    value = value.detach()
+    # Against float64, the reference's own roundings count too.
+    roundings = 16 if dtype == torch.float64 else 8
+    bound = roundings * torch.finfo(compute).eps * (value.abs() + sensitivity)
+    if dtype != compute:
+        bound = bound + torch.finfo(dtype).eps * value.abs()
+    # Where the gate s = σ(kx + c) falls below the compute dtype's normal range it is
+    # that dtype's 0 or a subnormal: off by up to its smallest normal, which moves v by
+    # at most (1 + |x|)·(1 + |kx|) times as much.
+    k = 2 * g * (1 - a)
+    gate_floor = torch.finfo(compute).tiny * (1 + x64.abs()) * (1 + (k * x64).abs())
+    return bound + gate_floor + torch.finfo(dtype).tiny
 
 
 def partials(x, alpha, beta, gamma):

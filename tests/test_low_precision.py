@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import sqish_ext
-from sqish_ext.reference import along_channels, sqish_partials, sqish_reference
+from conftest import rounding_bound
+from sqish_ext.reference import sqish_partials, sqish_reference
 
 CHANNELS = 37
 LAYOUTS = {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last}
-EPS = {dtype: torch.finfo(dtype).eps for dtype in (torch.float32, torch.bfloat16, torch.float16)}
 
 
 def channel_parameters(device):
@@ -32,30 +32,6 @@ def sample(dtype, layout, device):
     return x.to(device=device, dtype=dtype).contiguous(memory_format=LAYOUTS[layout])
 
 
-def sensitivity(fn, x64, params64):
-    """|x ∂v/∂x| + |α ∂v/∂α| + |γ ∂v/∂γ| + (1 + |ln β|)·|β ∂v/∂β| per element, v = fn:
-    how far one relative rounding of x or of a coefficient moves v (float64 autograd,
-    parameters expanded per element)."""
-    x = x64.clone().requires_grad_()
-    expanded = [along_channels(p, x64).expand_as(x64).clone().requires_grad_() for p in params64]
-    grads = torch.autograd.grad(fn(x, *expanded).sum(), [x, *expanded])
-    a, b, g = expanded
-    return ((x * grads[0]).abs() + (a * grads[1]).abs() + (g * grads[3]).abs()
-            + (1 + b.log().abs()) * (b * grads[2]).abs()).detach()
-
-
-def tolerance(dtype, want, sens):
-    """Kernel arithmetic is float32 for every one of these dtypes: 8 roundings of
-    float32 (ε = 2^-23 each, propagated through the sensitivity) for the handful of
-    operations. The half types then round once to dtype: ε of dtype relative to the
-    value bounds that (half an ulp, plus a float32 error that may cross a rounding
-    boundary). The floor is dtype's smallest normal, below which ulps are absolute."""
-    bound = 8 * EPS[torch.float32] * (want.abs() + sens)
-    if dtype != torch.float32:
-        bound = bound + EPS[dtype] * want.abs()
-    return bound + torch.finfo(dtype).tiny
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 def test_forward_is_within_rounding_of_float64(device, dtype, layout):
@@ -63,7 +39,7 @@ def test_forward_is_within_rounding_of_float64(device, dtype, layout):
     x64, params64 = x.double(), [p.double() for p in params]
     want = sqish_reference(x64, *params64)
     error = (sqish_ext.sqish(x, *params).double() - want).abs()
-    bound = tolerance(dtype, want, sensitivity(sqish_reference, x64, params64))
+    bound = rounding_bound(dtype, sqish_reference, x64, params64)
     assert (error <= bound).all(), (error / bound).max()
 
 
@@ -80,5 +56,5 @@ def test_input_gradient_is_within_rounding_of_float64(device, dtype, layout):
     want = input_gradient(x64, *params64)
     got = torch.ops.sqish.sqish_backward(grad_output, x, *params, False)[0]
     error = (got.double() - want).abs()
-    bound = tolerance(dtype, want, sensitivity(input_gradient, x64, params64))
+    bound = rounding_bound(dtype, input_gradient, x64, params64)
     assert (error <= bound).all(), (error / bound).max()
