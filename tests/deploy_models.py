@@ -19,9 +19,16 @@ class ConvSqish(torch.nn.Module):
         self.act = sqish_ext.Sqish(alpha=0.1, beta=0.5, gamma=1.5, learnable=learnable,
                                    num_parameters=num_parameters)
         if num_parameters > 1:
+            # Every parameter different on each channel: a route that broadcast one
+            # along the wrong axis, or dropped one, would show.
+            betas = torch.linspace(0.25, 2.0, num_parameters)
             with torch.no_grad():
                 self.act.alpha.copy_(torch.linspace(0.0, 0.3, num_parameters))
                 self.act.gamma.copy_(torch.linspace(0.5, 2.0, num_parameters))
+                if learnable:
+                    self.act.log_beta.copy_(betas.log())
+                else:
+                    self.act.beta.copy_(betas)
 
     def forward(self, x):
         return self.act(self.conv(x))
