@@ -54,17 +54,17 @@ def _forward_strategies(x, alpha, beta, gamma):
             for placement in _x_placements(x)]
 
 
-def _backward_placements(x, params, param_grads):
+def _backward_placements(x, params, with_param_grads):
     """(outputs, inputs) of sqish_backward's overloads, inputs without the flag."""
     from torch.distributed.tensor import Partial, Replicate
 
     strategies = []
     for placement in _x_placements(x):
         param_placements = [_parameter_placement(placement, p) for p in params]
-        grads = [_gradient_placement(placement, p) for p in param_placements] if param_grads else []
+        grads = [_gradient_placement(placement, p) for p in param_placements] if with_param_grads else []
         strategies.append(([placement, *grads], [placement, placement, *param_placements]))
     replicated = [_parameter_placement(Replicate(), p) for p in params]
-    outputs = 1 + (len(params) if param_grads else 0)
+    outputs = 1 + (len(params) if with_param_grads else 0)
     strategies.append(([Partial()] * outputs, [Partial(), Replicate(), *replicated]))
     return strategies
 

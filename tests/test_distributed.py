@@ -73,6 +73,7 @@ def check(fn):
 def _worker(rank, store_port, results):
     # Both ranks share two cores: one thread each keeps them from oversubscribing.
     torch.set_num_threads(1)
+    # The ranks connect over loopback, not the address the host name resolves to.
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     store = dist.TCPStore("127.0.0.1", store_port, WORLD_SIZE, is_master=False, timeout=COLLECTIVE_TIMEOUT)
     dist.init_process_group("gloo", store=store, rank=rank, world_size=WORLD_SIZE, timeout=COLLECTIVE_TIMEOUT)
@@ -94,7 +95,7 @@ def group_results():
     context = mp.get_context("spawn")
     results = context.Queue()
     # The store lives in this process, on a port the system picks: no port to guess.
-    store = dist.TCPStore("127.0.0.1", 0, WORLD_SIZE + 1, is_master=True, wait_for_workers=False)
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     workers = [context.Process(target=_worker, args=(rank, store.port, results)) for rank in range(WORLD_SIZE)]
     for rank, worker in enumerate(workers):
         with pytest.MonkeyPatch.context() as patch:  # a spawned process starts with this environment
