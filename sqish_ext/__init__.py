@@ -12,6 +12,7 @@ CUDA_KERNELS_OFF = _library.load()
 from sqish_ext.ops import refuse_cuda, sqish, sqish_  # noqa: E402
 from sqish_ext.nn import Sqish  # noqa: E402
 from sqish_ext.replace import replace_activations  # noqa: E402
+from sqish_ext import distributed  # noqa: E402,F401  (DTensor sharding rules, registered lazily)
 
 if CUDA_KERNELS_OFF is not None:
     refuse_cuda(CUDA_KERNELS_OFF)
