@@ -429,19 +429,23 @@ def distributed_sqish_module_trains_on_a_batch_sharded_input(mesh):
 
     x, params = _inputs()
     local = sqish_ext.Sqish(learnable=True, num_parameters=SHAPE[1]).double()
+    alpha, beta, gamma = params
     with torch.no_grad():
-        for p, value in zip(local.parameters(), params):
-            p.copy_(value)
+        local.alpha.copy_(alpha)
+        local.log_beta.copy_(beta.log())
+        local.gamma.copy_(gamma)
     module = distribute_module(local, mesh)  # its parameters replicated
-    want = _reference_grads(x, params)[1:]
+    grad_alpha, grad_beta, grad_gamma = _reference_grads(x, params)[1:]
+    # log_beta's gradient is β·∂L/∂β, through β = e^log_beta.
+    want = {"alpha": grad_alpha, "log_beta": beta * grad_beta, "gamma": grad_gamma}
     (dx,) = _distribute(mesh, [x], Shard(0), requires_grad=True)
     (dweight,) = _distribute(mesh, [_weight()], Shard(0))
     y = module(dx)
     assert y.placements == (Shard(0),)
     (y * dweight).sum().backward()
-    for p, want_grad in zip(module.parameters(), want):
+    for name, p in module.named_parameters():
         assert p.grad.placements == (Partial(),)
-        torch.testing.assert_close(p.grad.full_tensor(), want_grad, **PARAMETER_GRADS)
+        torch.testing.assert_close(p.grad.full_tensor(), want[name], **PARAMETER_GRADS)
 
 
 @check
