@@ -37,12 +37,12 @@ echo "== CUDA tests (every test of tests/ whose id names cuda)"
 timeout 420 "$PYTHON" -m pytest "$ROOT/tests" -k cuda -q -p no:cacheprovider -rs --junitxml="$OUT/junit.xml" || status=1
 
 # One layout and dtype of each kernel path: under the sanitizers a test runs many times slower.
-SANITIZED="test_forward_and_backward_match and float32 and (8x8 or channels_last or 1-D) or test_inplace_matches"
+SANITIZED="test_forward_and_backward_match and float32 and (scalar and 1-D or per-channel and (8x8 or channels_last)) or test_inplace_matches and float32"
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
 if [ -n "$SANITIZER" ]; then
   for tool in memcheck racecheck synccheck; do
     echo "== compute-sanitizer --tool $tool on a subset of tests/test_cuda.py"
-    timeout 240 "$SANITIZER" --tool "$tool" --error-exitcode 1 --target-processes all \
+    timeout 150 "$SANITIZER" --tool "$tool" --error-exitcode 1 --target-processes all \
       "$PYTHON" -m pytest "$ROOT/tests/test_cuda.py" -k "$SANITIZED" -q -p no:cacheprovider -x \
       || { echo "compute-sanitizer $tool: failed (exit $?)"; status=1; }
   done
