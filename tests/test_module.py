@@ -135,23 +135,29 @@ def test_bfloat16_input_with_float32_parameters_gives_float32_parameter_gradient
     assert all(p.grad.dtype == torch.float32 for p in m.parameters())
 
 
-def test_learnable_sqish_trains_under_cpu_autocast_bfloat16():
+AUTOCAST = [("cpu", torch.bfloat16), ("cuda", torch.float16), ("cuda", torch.bfloat16)]
+
+
+@pytest.mark.parametrize("device,dtype", [
+    pytest.param(d, t, marks=pytest.mark.skipif(d == "cuda" and not torch.cuda.is_available(), reason="no CUDA device"))
+    for d, t in AUTOCAST], ids=[f"{d}-{str(t)[6:]}" for d, t in AUTOCAST])
+def test_learnable_sqish_trains_under_autocast(device, dtype):
     torch.manual_seed(0)
     act = sqish_ext.Sqish(learnable=True, num_parameters=4)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), act, torch.nn.Conv2d(4, 2, 1))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), act, torch.nn.Conv2d(4, 2, 1)).to(device)
     seen = []
     act.register_forward_hook(lambda module, args, out: seen.append((args[0].dtype, out.dtype)))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    x, target = torch.randn(4, 3, 6, 6), torch.randn(4, 2, 6, 6)
+    x, target = torch.randn(4, 3, 6, 6, device=device), torch.randn(4, 2, 6, 6, device=device)
     losses = []
     for _ in range(5):
         optimizer.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=dtype):
             loss = (model(x).float() - target).square().mean()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert seen[0] == (torch.bfloat16, torch.bfloat16)  # x stays in the autocast dtype
+    assert seen[0] == (dtype, dtype)  # x stays in the autocast dtype
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in act.parameters())
     assert all(p.grad.isfinite().all() for p in act.parameters())
     assert losses[-1] < losses[0]
