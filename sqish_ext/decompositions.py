@@ -27,9 +27,11 @@ def sqish_decomposition(x: torch.Tensor, alpha: Parameter, beta: Parameter, gamm
     params = [p.to(compute) if isinstance(p, torch.Tensor) else torch.full((), p, dtype=compute, device=x.device)
               for p in (alpha, beta, gamma)]
     # At x = ±∞ the reference's terms are ∞·0 = NaN; the kernels return f's limit there,
-    # ±∞, or 0 where f vanishes (α = 0 on the side where the gate closes). f at the
-    # largest finite x has that limit's sign and is 0 where the limit is.
-    largest = torch.finfo(compute).max
+    # ±∞, or 0 where f vanishes (α = 0 on the side where the gate closes). f at a huge
+    # finite x has that limit's sign and is 0 where the limit is. Float32's largest value
+    # serves float64 too (it saturates the gate there as well): the exporter writes scalar
+    # constants in float32, where float64's would overflow to ∞.
+    largest = torch.finfo(torch.float32).max
     xc = x.to(compute)
     y = sqish_reference(xc.clamp(-largest, largest), *params)
     y = torch.where(xc.isinf() & (y != 0), y * math.inf, y)

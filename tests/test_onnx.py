@@ -134,9 +134,13 @@ def test_onnx_model_of_float64_input_computes_in_float64(tmp_path):
     torch.testing.assert_close(y, eager(model, x), rtol=1e-12, atol=1e-12)
 
 
-def test_onnx_model_keeps_infinite_limits_and_nan(tmp_path):
-    model = sqish_ext.Sqish(alpha=0.0, beta=1.0, gamma=0.5).eval()
-    x = torch.tensor([[-np.inf, -1.0, 0.0, 1.0, np.inf, np.nan]])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16], ids=str)
+def test_onnx_model_keeps_infinite_limits_and_nan(tmp_path, dtype):
+    # Two channels: α = 0, where f(−∞) = 0, and α = 0.1, where f(−∞) = −∞.
+    model = sqish_ext.Sqish(beta=0.5, gamma=0.5, num_parameters=2).eval()
+    model.alpha.copy_(torch.tensor([0.0, 0.1]))
+    model.to(dtype)
+    x = torch.tensor([-np.inf, -1.0, 0.0, 1.0, np.inf, np.nan], dtype=dtype)[:, None].repeat(1, 2)
     torch.onnx.export(model, (x,), tmp_path / "model.onnx")
     torch.testing.assert_close(run_onnx(tmp_path / "model.onnx", x), eager(model, x), equal_nan=True)
 
@@ -147,7 +151,7 @@ class InPlace(torch.nn.Module):
 
 
 def test_onnxruntime_matches_pytorch_for_in_place_sqish(tmp_path, example):
-    torch.onnx.export(InPlace(), (example,), tmp_path / "model.onnx")
+    torch.onnx.export(InPlace().eval(), (example,), tmp_path / "model.onnx")
     torch.testing.assert_close(run_onnx(tmp_path / "model.onnx", example), eager(InPlace(), example))
 
 
@@ -165,15 +169,16 @@ class CallsTheOp(torch.nn.Module):
 
 def test_export_of_the_op_itself_fails_naming_it(tmp_path, example):
     with pytest.raises(Exception, match=r"sqish\.sqish"):
-        torch.onnx.export(CallsTheOp(), (example,), tmp_path / "model.onnx")
+        torch.onnx.export(CallsTheOp().eval(), (example,), tmp_path / "model.onnx")
 
 
 def test_decompositions_make_a_program_holding_the_op_exportable(tmp_path, example):
-    program = torch.export.export(CallsTheOp(), (example,)).run_decompositions(DECOMPOSITIONS)
+    program = torch.export.export(CallsTheOp().eval(), (example,)).run_decompositions(DECOMPOSITIONS)
     torch.onnx.export(program, f=tmp_path / "model.onnx")
     torch.testing.assert_close(run_onnx(tmp_path / "model.onnx", example), eager(CallsTheOp(), example))
 
 
+@pytest.mark.filterwarnings("ignore:dynamo_pgo force disabled")  # by the caches' switch, as asked
 @pytest.mark.parametrize("config", BOTH_OVERLOADS, ids=BOTH_OVERLOAD_IDS)
 def test_compiled_model_still_calls_the_op(monkeypatch, config, example):
     # With CI set, Inductor refuses to fall back to an op that has a decomposition in torch's
