@@ -5,6 +5,7 @@ from typing import Union
 import torch
 
 from sqish_ext import _errors
+from sqish_ext.decompositions import sqish_decomposition
 from sqish_ext.reference import sqish_partials
 
 DEFAULT_ALPHA = 0.01
@@ -278,6 +279,11 @@ def _eager_call(inplace: bool, x: torch.Tensor, alpha: Union[float, torch.Tensor
     forward, inplace_op, function = form
     try:
         if torch.compiler.is_compiling() or torch.jit.is_tracing():  # a graph records the op as it is
+            if torch.onnx.is_in_onnx_export():
+                # ONNX has no translation of the op: the graph records its formula in torch's
+                # ops instead. Dynamo folds this test to False, so torch.compile keeps the op.
+                y = sqish_decomposition(x, *params)
+                return x.copy_(y) if inplace else y
             return inplace_op(x, *params) if inplace else forward(x, *params)
         if inplace:
             return _inplace(inplace_op, x, *params)

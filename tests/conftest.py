@@ -1,5 +1,5 @@
 """Shared fixtures: devices, the high-precision reference table, a float64 oracle,
-and the deployment tests' models."""
+the deployment tests' models and the CMake build of the C++ examples."""
 import csv
 from pathlib import Path
 
@@ -8,6 +8,7 @@ import torch
 
 import sqish_ext  # noqa: F401  (loads the ops)
 from sqish_ext.reference import along_channels, sqish_partials, sqish_reference
+import cpp_examples
 from deploy_models import CHANNELS, CONFIG_IDS, CONFIGS, make_model, ramp
 
 # f and its four partials at 708 points, written by scripts/make_reference_table.py:
@@ -104,3 +105,9 @@ def model(request):
 @pytest.fixture
 def example():
     return ramp(2, CHANNELS, 5, 6)
+
+
+@pytest.fixture(scope="session")
+def cpp_build(tmp_path_factory):
+    """The CMake build folder of libsqish_ops and the C++ examples, built once per run."""
+    return cpp_examples.build(tmp_path_factory.mktemp("cmake_build"))
