@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,18 +33,25 @@ def build(build_dir: Path) -> Path:
 
 
 def run(program: Path, model_path: Path, shape) -> dict:
-    """What the program prints for this model on the ramp of this shape: its shape:, sum:
-    and first: lines, by name."""
-    result = subprocess.run([str(program), str(model_path), *map(str, shape)], capture_output=True,
-                            text=True, timeout=120)
+    """What the program gives for this model on the ramp of this shape: its shape:, sum:
+    and first: lines, by name, and under "values" every output value it wrote."""
+    model_path = Path(model_path)
+    values_path = model_path.with_name(model_path.name + f".{program.name}.f32")
+    result = subprocess.run([str(program), str(model_path), *map(str, shape), str(values_path)],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    return dict(line.split(":", 1) for line in result.stdout.splitlines())
+    printed = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    printed["values"] = torch.from_numpy(np.fromfile(values_path, dtype=np.float32))
+    return printed
 
 
 def assert_printed(printed: dict, expected: torch.Tensor) -> None:
-    """The printed lines describe expected (float32), to float32 rounding: %.9g prints
-    every float32 digit, and the sums are accumulated in another order."""
+    """The program's output is expected (float32) to float32 rounding, every value: the
+    C++ and Python processes run the same kernels on the same ramp, but their
+    convolutions may pick other algorithms (a few float32 ulps); %.9g prints every
+    float32 digit, and the sums are accumulated in another order."""
     assert [int(s) for s in printed["shape"].split()] == list(expected.shape)
+    torch.testing.assert_close(printed["values"], expected.flatten(), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(float(printed["sum"]), expected.sum().item(), rtol=1e-6, atol=1e-5)
     first = torch.tensor([float(v) for v in printed["first"].split()])
     torch.testing.assert_close(first, expected.flatten()[:8], rtol=1e-6, atol=1e-7)
