@@ -78,30 +78,44 @@ def test_threads_with_the_same_input_match_a_serial_call_bitwise():
         assert_bitwise_equal(got, serial)
 
 
-def _worker_step(queue):
-    torch.set_num_threads(1)
-    # As bytes: a tensor sent through torch's queue lives in shared memory that the
-    # child's exit can take away before the parent opens it.
-    buffer = io.BytesIO()
-    torch.save(step(module(), inputs(1)), buffer)
-    queue.put(buffer.getvalue())
+def kernels_only(m, x):
+    """The forward and backward ops called directly: autograd's engine itself cannot run
+    in a forked child once the parent has started its worker threads (a torch rule)."""
+    with torch.no_grad():
+        params = (m.alpha, m.log_beta.exp(), m.gamma)
+        grad_output = x.cos()
+        return [torch.ops.sqish.sqish(x, *params),
+                *torch.ops.sqish.sqish_backward(grad_output, x, *params, True)]
+
+
+def _worker(queue):
+    try:
+        torch.set_num_threads(1)
+        # As bytes: a tensor sent through torch's queue lives in shared memory that the
+        # child's exit can take away before the parent opens it.
+        buffer = io.BytesIO()
+        torch.save(kernels_only(module(), inputs(1)), buffer)
+        queue.put(("ok", buffer.getvalue()))
+    except Exception as error:  # noqa: BLE001  (reported to the parent, which fails the test)
+        queue.put(("error", repr(error)))
 
 
 def test_forked_worker_runs_the_ops_after_the_parent_used_them():
-    # The parent's first calls start torch's intra-op thread pool and pick the CPU
-    # kernels; a forked child inherits both and must still compute the same values.
+    # The parent's calls start torch's intra-op thread pool and pick the CPU kernels; a
+    # forked child inherits both and must still compute the same values.
     step(module(), inputs(0))
     context = mp.get_context("fork")
     queue = context.Queue()
-    worker = context.Process(target=_worker_step, args=(queue,))
+    worker = context.Process(target=_worker, args=(queue,))
     worker.start()
-    got = torch.load(io.BytesIO(queue.get(timeout=120)))
+    status, payload = queue.get(timeout=120)
     worker.join(timeout=60)
+    assert status == "ok", payload
     assert worker.exitcode == 0
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        want = step(module(), inputs(1))
+        want = kernels_only(module(), inputs(1))
     finally:
         torch.set_num_threads(threads)
-    assert_bitwise_equal(got, want)
+    assert_bitwise_equal(torch.load(io.BytesIO(payload)), want)
