@@ -28,7 +28,7 @@ MUTANTS = {
         "ops.py", "    create_graph = torch.is_grad_enabled()\n", "    create_graph = False\n",
         "tests/test_autograd.py -k third"),
     "double backward reduces beta with alpha's shape": (
-        "ops.py", "reduce(-g * (1 - a) * xc * q / b, beta)", "reduce(-g * (1 - a) * xc * q / b, alpha)",
+        "ops.py", "reduce(partials.df_dbeta, beta)", "reduce(partials.df_dbeta, alpha)",
         "tests/test_autograd.py -k gradgradcheck_with_mixed"),
     "eager path records only when x requires grad": (
         "ops.py", "torch.is_grad_enabled() and torch._C._any_requires_grad(x, *params)",
@@ -60,6 +60,20 @@ MUTANTS = {
         "ops.py", "    ctx.save_for_backward(x, alpha, beta, gamma)\n",
         "    ctx.save_for_backward(x, alpha.detach(), beta.detach(), gamma.detach())\n",
         "tests/test_autograd.py -k gradgradcheck_for_input"),
+    "learnable beta used as ln beta itself": (
+        "nn.py", "self.alpha, self.log_beta.exp(), self.gamma", "self.alpha, self.log_beta, self.gamma",
+        "tests/test_module.py -k beta"),
+    "an old learnable-beta state dict loads beta as ln beta": (
+        "nn.py", 'state_dict[prefix + "log_beta"] = beta.log()', 'state_dict[prefix + "log_beta"] = beta',
+        "tests/test_module.py -k trained_beta_itself"),
+    "ONNX formula loses the infinite limits": (
+        "decompositions.py", "y * math.inf, y)", "y, y)", "tests/test_onnx.py -k infinite"),
+    "ONNX formula treats float64 past float32's range as infinite": (
+        "decompositions.py", "infinite = xc.abs() == math.inf", "infinite = xc.isinf()",
+        "tests/test_onnx.py -k beyond"),
+    "torch.compile records the ONNX formula instead of the op": (
+        "ops.py", "            if torch.onnx.is_in_onnx_export():", "            if True:",
+        "tests/test_onnx.py -k compiled"),
 }
 
 
