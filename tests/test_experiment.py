@@ -57,7 +57,7 @@ def fake_results(runs, metrics, studies=False):
 
     config = {"seeds": len(next(iter(runs.values()))), "dataset": "digits", "width": "0.5", "recipe": {"epochs": 1}}
     machine = {"cpu": "a CPU", "cpu_cores": 2, "load_average_before": [0.5, 0.5, 0.5],
-               "load_average_after": [0.5, 0.5, 0.5], "device": "cpu", "workers": 1,
+               "load_average_after": [0.5, 0.5, 0.5], "cpu_time_s": 2.0, "device": "cpu", "workers": 1,
                "torch_threads": 1, "python": "3", "torch": "2", "torchvision": "0", "platform": "Linux"}
     return {"command": "python -m sqish_ext.experiment", "config": config, "machine": machine, "wall_time_s": 1.0,
             "runs": runs, "analysis": analyse(runs, metrics, (1.0, 8.0), studies)}

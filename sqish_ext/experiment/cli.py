@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
 import sys
 import time
@@ -171,6 +172,9 @@ def run(cfg: Config, command: str) -> dict:
     runs = run_all(cfg)
     wall = time.perf_counter() - started
     info["load_average_after"] = os.getloadavg()
+    # The workers have been joined, so the children's usage holds theirs.
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    info["cpu_time_s"] = sum(u.ru_utime + u.ru_stime for u in usage)
     metrics = metric_names(list(cfg.eps), cfg.pgd_eps)
     return {
         "command": command,

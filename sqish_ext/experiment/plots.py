@@ -21,8 +21,8 @@ def plot_differences(results: dict, path: Path) -> None:
         for i, (name, p) in enumerate(rows):
             color = "0.35" if p is null else "C0"
             d = p[metric]
-            ax.scatter([100 * x for x in d["differences"]], [i] * len(d["differences"]), marker="|", color=color,
-                       alpha=0.5, label="one seed" if i == 0 else None)
+            ax.scatter([100 * x for x in d["differences"]], [i] * len(d["differences"]), marker="x", s=14, color=color,
+                       alpha=0.6, label="one seed" if i == 0 else None)
             mean = 100 * d["mean"]
             ax.errorbar(mean, i, xerr=[[mean - 100 * d["low"]], [100 * d["high"] - mean]], fmt="o", color=color,
                         capsize=3, label=f"mean, {LEVEL:.0%} t-interval" if i == 0 else None)

@@ -38,9 +38,6 @@ class Interval:
     low: float
     high: float
 
-    def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
-
 
 def t_interval(values: list[float], level: float = 0.95) -> Interval:
     """Mean of values with its two-sided t-interval (values are paired differences, one per seed)."""
