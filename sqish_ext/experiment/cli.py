@@ -28,7 +28,7 @@ Train a CIFAR-style ShuffleNet V2 once per activation and seed, and compare each
 seed by seed: clean accuracy, FGSM and PGD accuracy in the image's own pixel space, and the time spent
 in the activation. A null control (nn.SiLU against Sqish(0, 1, ½), one function) measures the noise.
 
-    python -m sqish_ext.experiment              # digits, offline, about 4 minutes on two CPU cores
+    python -m sqish_ext.experiment              # digits, offline, about 4 minutes on two idle CPU cores
     python -m sqish_ext.experiment --quick      # smoke test
     python -m sqish_ext.experiment --device cuda --dataset cifar100 --data-dir ~/data
 """
