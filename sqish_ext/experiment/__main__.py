@@ -1,0 +1,3 @@
+from sqish_ext.experiment.cli import main
+
+main()
