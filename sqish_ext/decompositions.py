@@ -23,9 +23,17 @@ def sqish_decomposition(x: torch.Tensor, alpha: Parameter, beta: Parameter, gamm
     compute = torch.promote_types(x.dtype, torch.float32)
     # The parameters are rounded to the compute dtype before the reference derives its
     # constants (the kernels derive them in float64): a difference of a few ulps. Numbers
-    # become tensors by a fill, which run_decompositions can retrace (torch.tensor cannot).
-    params = [p.to(compute) if isinstance(p, torch.Tensor) else torch.full((), p, dtype=compute, device=x.device)
-              for p in (alpha, beta, gamma)]
+    # become tensors by a fill, which run_decompositions can retrace (torch.tensor cannot),
+    # and x.new_full rather than torch.full(device=x.device). One value is given x's rank
+    # of size-1 dims: torch 2.10's ONNX type promotion fails on a 0-dim tensor times a number.
+    one_value = [1] * x.dim()
+
+    def in_compute(p):
+        if not isinstance(p, torch.Tensor):
+            return x.new_full(one_value, p, dtype=compute)
+        return p.to(compute).reshape(one_value) if p.dim() == 0 else p.to(compute)
+
+    params = [in_compute(p) for p in (alpha, beta, gamma)]
     # At x = ±∞ the reference's terms are ∞·0 = NaN; the kernels return f's limit there,
     # ±∞, or 0 where f vanishes (α = 0 on the side where the gate closes). f at a huge
     # finite x has that limit's sign and is 0 where the limit is, so ±∞ is evaluated at

@@ -66,6 +66,7 @@ def eager(model, batch):
 RUN_IN_FRESH_PROCESS = """
 import sys
 import torch
+import torch._inductor.codecache  # torch 2.10's aoti_load_package uses it without importing it
 import sqish_ext
 package, inputs, outputs = sys.argv[1:]
 loaded = torch._inductor.aoti_load_package(package)
