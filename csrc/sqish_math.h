@@ -36,21 +36,6 @@ SQISH_HOST_DEVICE Coeffs<T> make_coeffs(T alpha, T beta, T gamma) {
   return {alpha, one_minus_alpha, T(2) * gamma * one_minus_alpha, -std::log(beta)};
 }
 
-// Parameter gradients are reduced as three sums over elements (see backward_terms);
-// these turn the sums into ∂L/∂α, ∂L/∂β, ∂L/∂γ for one parameter value.
-template <typename T>
-struct ParamGrads {
-  T alpha, beta, gamma;
-};
-
-template <typename T>
-SQISH_HOST_DEVICE ParamGrads<T> param_grads_from_sums(
-    T beta, const Coeffs<T>& p, T sum_x_sc, T sum_x_q, T sum_x2_q) {
-  return {sum_x_sc - p.k * sum_x2_q,
-          -p.one_minus_alpha * sum_x_q / beta,
-          T(2) * p.one_minus_alpha * p.one_minus_alpha * sum_x2_q};
-}
-
 // ---- Primitives: the scalar forms; cpu/simd.h has the vector forms -----------
 
 template <typename T>
@@ -66,6 +51,11 @@ SQISH_HOST_DEVICE bool is_nonnegative(T v) {
 template <typename T>
 SQISH_HOST_DEVICE bool is_zero(T v) {
   return v == T(0);
+}
+
+template <typename T>
+SQISH_HOST_DEVICE bool is_positive_infinity(T v) {
+  return v == T(INFINITY);
 }
 
 SQISH_HOST_DEVICE float exp_of(float v) {
@@ -124,6 +114,29 @@ SQISH_HOST_DEVICE float reciprocal_of(float v, Fast) {
 SQISH_HOST_DEVICE double exp_of(double v, Fast) { return exp_of(v); }
 SQISH_HOST_DEVICE double reciprocal_of(double v, Fast) { return 1.0 / v; }
 
+// β = 0 makes c = +∞: the gate is 1, x·q is 0, and ∂f/∂β = −(1−α)·x·q/β is the
+// limit −(1−α)·x·e^(−kx) (docs/math.md), which no sum of x·q can give.
+template <typename T>
+SQISH_HOST_DEVICE auto is_beta_zero(const Coeffs<T>& p) {
+  return is_positive_infinity(p.c);
+}
+
+// Parameter gradients are reduced as three sums over elements (see backward_terms);
+// these turn the sums into ∂L/∂α, ∂L/∂β, ∂L/∂γ for one parameter value. At β = 0
+// the middle sum is of x·e^(−kx) instead of x·q (backward_terms), with no 1/β.
+template <typename T>
+struct ParamGrads {
+  T alpha, beta, gamma;
+};
+
+template <typename T>
+SQISH_HOST_DEVICE ParamGrads<T> param_grads_from_sums(
+    T beta, const Coeffs<T>& p, T sum_x_sc, T sum_x_q, T sum_x2_q) {
+  return {sum_x_sc - p.k * sum_x2_q,
+          -p.one_minus_alpha * (is_beta_zero(p) ? sum_x_q : sum_x_q / beta),
+          T(2) * p.one_minus_alpha * p.one_minus_alpha * sum_x2_q};
+}
+
 // ---- The function ------------------------------------------------------------
 
 // a·b, except that it is 0 wherever the gate factor b is exactly 0. At x = ±∞ a
@@ -164,17 +177,20 @@ SQISH_HOST_DEVICE T sqish_value(T x, const Coeffs<T>& p) {
 // gradients (param_grads_from_sums), with q = s·(1 − s):
 //   ∂f/∂x = α + (1−α)·(s + k·x·q)
 //   ∂f/∂α = x·(1−s) − k·x²·q
-//   ∂f/∂β = −(1−α)·x·q / β
+//   ∂f/∂β = −(1−α)·x·q / β          (β > 0; −(1−α)·x·e^(−kx) at β = 0)
 //   ∂f/∂γ = 2(1−α)²·x²·q
 template <typename T>
 struct BackwardTerms {
   T grad_input;
   T x_sc;   // g·x·(1−s)
-  T x_q;    // g·x·q
+  T x_q;    // g·x·q, or g·x·e^(−kx) where β = 0 (kBetaMayBeZero)
   T x2_q;   // g·x²·q
 };
 
-template <typename Precision = Accurate, typename T>
+// kBetaMayBeZero: the coefficients may hold β = 0, whose x_q term needs a second
+// exp. Kernels set it only when some coefficient has β = 0, so that the common
+// case pays nothing for it.
+template <typename Precision = Accurate, bool kBetaMayBeZero = false, typename T>
 SQISH_HOST_DEVICE BackwardTerms<T> backward_terms(T grad, T x, const Coeffs<T>& p) {
   const Gate<T> g = gate<Precision>(x, p);
   const T q = g.s * g.sc;
@@ -183,8 +199,14 @@ SQISH_HOST_DEVICE BackwardTerms<T> backward_terms(T grad, T x, const Coeffs<T>& 
   const T x_q = x_where_q * q;
   const T x2_q = x_where_q * x_q;
   const T x_sc = times_gate(x, g.sc);
+  T x_q_term = x_q;
+  if constexpr (kBetaMayBeZero) {
+    // x·e^(−kx) is 0 where the exp underflows (x → +∞), and overflows where the
+    // true value does.
+    x_q_term = select(is_beta_zero(p), times_gate(x, exp_of(-p.k * x, Precision{})), x_q);
+  }
   return {grad * mul_add(p.one_minus_alpha, mul_add(p.k, x_q, g.s), p.alpha),
-          grad * x_sc, grad * x_q, grad * x2_q};
+          grad * x_sc, grad * x_q_term, grad * x2_q};
 }
 
 }  // namespace sqish

@@ -87,6 +87,31 @@ def test_beta_0_is_the_identity(device):
     assert torch.equal(sqish_ext.sqish(x, 0.3, 0.0, 2.0), x)
 
 
+@pytest.mark.parametrize("layout", ["shared", "per_channel", "per_channel_channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_beta_gradient_at_beta_0_is_its_limit(device, dtype, layout):
+    # At β = 0 the closed form's x·s·(1−s)/β is 0/0; its limit is x·e^(−kx) (docs/math.md).
+    torch.manual_seed(5)
+    x = (torch.randn(4, 6, 5, 7, device=device) * 2).to(dtype)
+    if layout == "shared":
+        beta = torch.tensor(0.0, dtype=torch.float64, device=device)
+    else:
+        beta = torch.tensor([0.0, 0.5, 0.0, 1.0, 2.0, 0.0], dtype=torch.float64, device=device)
+    if layout == "per_channel_channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    alpha, gamma = torch.full_like(beta, 0.1), torch.full_like(beta, 1.0)
+    grad = torch.randn(x.shape, device=device).to(dtype)
+    got = torch.ops.sqish.sqish_backward(grad, x, alpha, beta, gamma, True)[2]
+    terms = grad.double() * oracle(x, alpha, beta, gamma)["df_dbeta"]
+    dims = [0, 1, 2, 3] if layout == "shared" else [0, 2, 3]
+    # Float64 is exact to a few roundings of the sum. Otherwise each term is a handful
+    # of float32 roundings (8 cover it) and joins a float32 sum of at most 140
+    # (a channel's elements) before float64: (8 + 140)·ε32 of the terms' magnitudes.
+    eps = 16 * 2.0**-52 if dtype == torch.float64 else (8 + 140) * 2.0**-24
+    assert ((got.double() - terms.sum(dims)).abs() <= eps * terms.abs().sum(dims)).all()
+    assert got.isfinite().all()
+
+
 def test_negative_gamma_matches_the_oracle(device):
     x = torch.linspace(-20, 20, 2001, dtype=torch.float64, device=device)
     torch.testing.assert_close(sqish_ext.sqish(x, 0.1, 1.0, -1.0), oracle(x, 0.1, 1.0, -1.0)["f"])

@@ -81,11 +81,11 @@ def test_float64_parameter_gradients_match_the_oracle(problem):
     for got, name in ((ga, "df_dalpha"), (gb, "df_dbeta"), (gg, "df_dgamma")):
         terms = grad * want[name]
         expected = terms.sum(dims)
-        if name == "df_dbeta" and x.numel() > 0:
-            # The kernels' ∂f/∂β divides a sum by β: NaN at β = 0 (docs/math.md), not the limit.
-            at_zero = (beta == 0).expand_as(got)
-            assert got[at_zero].isnan().all()
-            got, expected = got[~at_zero], expected[~at_zero]
+        # At β = 0, ∂f/∂β grows like e^(k|x|) and may overflow (the true value): a
+        # non-finite sum must come back non-finite, and the finite ones are compared.
+        finite = expected.isfinite()
+        assert not got[~finite].isfinite().any()
+        got, expected, terms = got[finite], expected[finite], terms.masked_fill(~terms.isfinite(), 0)
         # Float64 sums: a few roundings of the sum of the terms' magnitudes.
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9 * (1 + terms.abs().sum().item()))
 
@@ -136,7 +136,7 @@ def test_finite_inputs_give_finite_outputs(problem):
     outputs = [torch.ops.sqish.sqish(x, alpha, beta, gamma)]
     grad_x, *param_grads = torch.ops.sqish.sqish_backward(grad, x, alpha, beta, gamma, True)
     outputs += [grad_x, param_grads[0], param_grads[2]]
-    if not (beta == 0).any():  # ∂f/∂β at β = 0 is NaN (see above)
+    if not (beta == 0).any():  # ∂f/∂β at β = 0 may overflow (see above)
         outputs.append(param_grads[1])
     assert all(o.isfinite().all() for o in outputs)
 

@@ -197,7 +197,9 @@ struct Accumulator {
   V x_sc{0}, x_q{0}, x2_q{0};
 };
 
-template <typename scalar_t, bool kParamGrads>
+// kBetaMayBeZero: some channel has β = 0, whose ∂f/∂β term costs a second exp
+// per element (sqish_math.h); only such problems pay for it.
+template <typename scalar_t, bool kParamGrads, bool kBetaMayBeZero>
 void backward_loop(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
                      ParameterGradients* param_grads) {
   using St = Storage<scalar_t>;
@@ -216,7 +218,7 @@ void backward_loop(const Problem& problem, const Tensor& grad_output, const Tens
     constexpr bool kFull = std::is_same_v<decltype(count), std::integral_constant<int64_t, W>>;
     const V xv = kFull ? St::load(x + o) : St::load(x + o, count);
     const V gv = kFull ? St::load(g + o) : St::load(g + o, count);
-    BackwardTerms<V> t = backward_terms(gv, xv, p);
+    BackwardTerms<V> t = backward_terms<Accurate, kBetaMayBeZero>(gv, xv, p);
     if constexpr (kFull) {
       St::store(gx + o, t.grad_input);
     } else {
@@ -330,13 +332,23 @@ void level_forward(const Problem& problem, const Tensor& out) {
   with_scalar_type(problem.x.scalar_type(), [&](auto tag) { forward_loop<decltype(tag)>(problem, out); });
 }
 
+bool has_beta_zero(const Problem& problem) {
+  for (int64_t ch = 0; ch < problem.channels; ++ch) {
+    if (parameter_value(problem.beta, ch) == 0) return true;
+  }
+  return false;
+}
+
 void level_backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
                     ParameterGradients* param_grads) {
   with_scalar_type(problem.x.scalar_type(), [&](auto tag) {
-    if (param_grads != nullptr) {
-      backward_loop<decltype(tag), true>(problem, grad_output, grad_input, param_grads);
+    using scalar_t = decltype(tag);
+    if (param_grads == nullptr) {
+      backward_loop<scalar_t, false, false>(problem, grad_output, grad_input, param_grads);
+    } else if (has_beta_zero(problem)) {
+      backward_loop<scalar_t, true, true>(problem, grad_output, grad_input, param_grads);
     } else {
-      backward_loop<decltype(tag), false>(problem, grad_output, grad_input, param_grads);
+      backward_loop<scalar_t, true, false>(problem, grad_output, grad_input, param_grads);
     }
   });
 }

@@ -123,6 +123,10 @@ SQISH_SIMD_INLINE Mask<T> is_zero(Vec<T> v) {
   return {v.raw == T(0)};
 }
 template <typename T>
+SQISH_SIMD_INLINE Mask<T> is_positive_infinity(Vec<T> v) {
+  return {v.raw == std::numeric_limits<T>::infinity()};
+}
+template <typename T>
 SQISH_SIMD_INLINE Mask<T> is_nan(Vec<T> v) {
   return {v.raw != v.raw};
 }

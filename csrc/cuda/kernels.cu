@@ -265,6 +265,12 @@ struct ColumnCoeffs {
     }
   }
   __device__ const Coeffs<opmath_t>& of(int j) const { return set[kPerColumn ? j : 0]; }
+  __device__ bool any_beta_zero() const {
+    bool any = false;
+#pragma unroll
+    for (int j = 0; j < kSets; ++j) any = any || is_beta_zero(set[j]);
+    return any;
+  }
 };
 
 // The compute type: float32 for the 16-bit types, as torch's opmath.
@@ -382,33 +388,42 @@ __global__ void __launch_bounds__(kThreads)
     coeffs.load_for_slice(params, walker.slice);
     walker.for_each_column<kVec>(tiling, [&](int64_t col) {
       coeffs.load_for_columns(params, col);
-      walker.for_each_row_group<kVec, kUnroll>(tiling, col, [&](const int64_t(&offset)[kUnroll], const int(&count)[kUnroll]) {
-        opmath_t g[kUnroll][kVec], v[kUnroll][kVec];
+      auto rows = [&](auto beta_may_be_zero) {
+        walker.for_each_row_group<kVec, kUnroll>(tiling, col, [&](const int64_t(&offset)[kUnroll], const int(&count)[kUnroll]) {
+          opmath_t g[kUnroll][kVec], v[kUnroll][kVec];
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          load<opmath_t, kVec>(grad_output + offset[u], count[u], vector_access, g[u]);
-          load<opmath_t, kVec>(x + offset[u], count[u], vector_access, v[u]);
-        }
+          for (int u = 0; u < kUnroll; ++u) {
+            load<opmath_t, kVec>(grad_output + offset[u], count[u], vector_access, g[u]);
+            load<opmath_t, kVec>(x + offset[u], count[u], vector_access, v[u]);
+          }
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
+          for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
-          for (int j = 0; j < kVec; ++j) {
-            const BackwardTerms<opmath_t> t =
-                backward_terms<PrecisionFor<scalar_t>>(g[u][j], v[u][j], coeffs.of(j));
-            v[u][j] = t.grad_input;
-            if constexpr (kParamGrads) {
-              // Only elements that exist: a zero-filled lane can still give NaN
-              // terms (γ = ∞ makes k·0 NaN).
-              if (j < count[u]) {
-                opmath_t* s = sums[kPerColumn ? j : 0];
-                s[kXSc] += t.x_sc, s[kXQ] += t.x_q, s[kX2Q] += t.x2_q;
+            for (int j = 0; j < kVec; ++j) {
+              const BackwardTerms<opmath_t> t =
+                  backward_terms<PrecisionFor<scalar_t>, decltype(beta_may_be_zero)::value>(g[u][j], v[u][j],
+                                                                                              coeffs.of(j));
+              v[u][j] = t.grad_input;
+              if constexpr (kParamGrads) {
+                // Only elements that exist: a zero-filled lane can still give NaN
+                // terms (γ = ∞ makes k·0 NaN).
+                if (j < count[u]) {
+                  opmath_t* s = sums[kPerColumn ? j : 0];
+                  s[kXSc] += t.x_sc, s[kXQ] += t.x_q, s[kX2Q] += t.x2_q;
+                }
               }
             }
           }
-        }
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) store<kVec>(grad_input + offset[u], count[u], vector_access, v[u]);
-      });
+          for (int u = 0; u < kUnroll; ++u) store<kVec>(grad_input + offset[u], count[u], vector_access, v[u]);
+        });
+      };
+      // Chosen per thread, outside its rows: only the threads whose coefficients
+      // hold β = 0 run the second exp of its ∂f/∂β term (sqish_math.h).
+      if constexpr (kParamGrads) {
+        if (coeffs.any_beta_zero()) return rows(std::true_type{});
+      }
+      rows(std::false_type{});
     });
   }
   if constexpr (kParamGrads) {
