@@ -49,23 +49,34 @@ constexpr int64_t kFlushTerms = 512;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// One parameter's value for a channel, in float64: the value itself, or read
-// straight from the tensor's storage.
-double parameter_value(const Parameter& param, int64_t channel) {
-  if (param.is_value()) return param.value;
+// One parameter's value per channel, in float64: the value itself, or read from
+// the tensor's storage. Each tensor property is a call through the stable ABI, so
+// they are read once per parameter, not once per channel.
+std::vector<double> channel_values(const Parameter& param, int64_t channels) {
+  std::vector<double> values(channels, param.value);
+  if (param.is_value()) return values;
   const Tensor& t = param.tensor;
-  const int64_t i = t.dim() == 0 ? 0 : channel * t.stride(0);
-  double value = 0;
+  const int64_t stride = t.dim() == 0 ? 0 : t.stride(0);
   with_scalar_type(t.scalar_type(), [&](auto tag) {
-    value = double(static_cast<const decltype(tag)*>(t.const_data_ptr())[i]);
+    const auto* data = static_cast<const decltype(tag)*>(t.const_data_ptr());
+    for (int64_t ch = 0; ch < channels; ++ch) values[ch] = double(data[ch * stride]);
   });
-  return value;
+  return values;
 }
 
-Coeffs<double> channel_coeffs(const Problem& problem, int64_t channel) {
-  return make_coeffs(parameter_value(problem.alpha, channel), parameter_value(problem.beta, channel),
-                     parameter_value(problem.gamma, channel));
-}
+// Every channel's β and coefficients in float64, read once per call.
+struct ChannelParameters {
+  std::vector<double> beta;
+  std::vector<Coeffs<double>> coeffs;
+
+  explicit ChannelParameters(const Problem& problem) : beta(channel_values(problem.beta, problem.channels)) {
+    const std::vector<double> alpha = channel_values(problem.alpha, problem.channels);
+    const std::vector<double> gamma = channel_values(problem.gamma, problem.channels);
+    coeffs.reserve(problem.channels);
+    for (int64_t ch = 0; ch < problem.channels; ++ch) coeffs.push_back(make_coeffs(alpha[ch], beta[ch], gamma[ch]));
+  }
+  bool has_beta_zero() const { return std::find(beta.begin(), beta.end(), 0.0) != beta.end(); }
+};
 
 // Every channel's coefficients, derived in float64 and rounded once to the compute
 // type, as a structure of arrays padded to whole vectors: the channels-innermost
@@ -75,11 +86,12 @@ struct ChannelCoeffs {
   using V = Vec<opmath_t>;
   std::vector<opmath_t> alpha, one_minus_alpha, k, c;
 
-  explicit ChannelCoeffs(const Problem& problem) {
-    const int64_t padded = ceil_div(problem.channels, V::kSize) * V::kSize;
+  explicit ChannelCoeffs(const ChannelParameters& params) {
+    const int64_t channels = int64_t(params.coeffs.size());
+    const int64_t padded = ceil_div(channels, V::kSize) * V::kSize;
     alpha.assign(padded, 0), one_minus_alpha.assign(padded, 0), k.assign(padded, 0), c.assign(padded, 0);
-    for (int64_t ch = 0; ch < problem.channels; ++ch) {
-      const Coeffs<double> d = channel_coeffs(problem, ch);
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      const Coeffs<double>& d = params.coeffs[ch];
       alpha[ch] = d.alpha, one_minus_alpha[ch] = d.one_minus_alpha, k[ch] = d.k, c[ch] = d.c;
     }
   }
@@ -103,10 +115,13 @@ Layout layout_of(const Problem& problem) {
 template <typename Fn>
 SQISH_ALWAYS_INLINE inline void for_each_channel_run(const Problem& problem, int64_t begin, int64_t end, const Fn& fn) {
   const int64_t stride = problem.channel_stride;
-  for (int64_t o = begin; o < end;) {
-    const int64_t run_end = std::min(end, (o / stride + 1) * stride);
-    fn(o, run_end, (o / stride) % problem.channels);
+  // One division for the first run; the runs after it follow in channel order.
+  int64_t run = begin / stride, channel = run % problem.channels;
+  for (int64_t o = begin; o < end; ++run) {
+    const int64_t run_end = std::min(end, (run + 1) * stride);
+    fn(o, run_end, channel);
     o = run_end;
+    if (++channel == problem.channels) channel = 0;
   }
 }
 
@@ -129,7 +144,7 @@ void forward_loop(const Problem& problem, const Tensor& out) {
   using St = Storage<scalar_t>;
   using V = typename St::V;
   constexpr int64_t W = V::kSize;
-  const ChannelCoeffs<typename St::opmath_t> coeffs(problem);
+  const ChannelCoeffs<typename St::opmath_t> coeffs{ChannelParameters(problem)};
   const scalar_t* x = static_cast<const scalar_t*>(problem.x.const_data_ptr());
   scalar_t* y = static_cast<scalar_t*>(out.mutable_data_ptr());
   const int64_t numel = problem.x.numel(), channels = problem.channels;
@@ -200,13 +215,13 @@ struct Accumulator {
 // kBetaMayBeZero: some channel has β = 0, whose ∂f/∂β term costs a second exp
 // per element (sqish_math.h); only such problems pay for it.
 template <typename scalar_t, bool kParamGrads, bool kBetaMayBeZero>
-void backward_loop(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
-                     ParameterGradients* param_grads) {
+void backward_loop(const Problem& problem, const ChannelParameters& params, const Tensor& grad_output,
+                   const Tensor& grad_input, ParameterGradients* param_grads) {
   using St = Storage<scalar_t>;
   using V = typename St::V;
   using opmath_t = typename St::opmath_t;
   constexpr int64_t W = V::kSize;
-  const ChannelCoeffs<opmath_t> coeffs(problem);
+  const ChannelCoeffs<opmath_t> coeffs(params);
   const scalar_t* x = static_cast<const scalar_t*>(problem.x.const_data_ptr());
   const scalar_t* g = static_cast<const scalar_t*>(grad_output.const_data_ptr());
   scalar_t* gx = static_cast<scalar_t*>(grad_input.mutable_data_ptr());
@@ -319,7 +334,7 @@ void backward_loop(const Problem& problem, const Tensor& grad_output, const Tens
       for (int64_t part = 0; part < parts; ++part) {
         for (int64_t term = 0; term < 3; ++term) total[term] += sums[(part * 3 + term) * channels + ch];
       }
-      per_channel[ch] = param_grads_from_sums(parameter_value(problem.beta, ch), channel_coeffs(problem, ch),
+      per_channel[ch] = param_grads_from_sums(params.beta[ch], params.coeffs[ch],
                                               total[0], total[1], total[2]);
     }
     *param_grads = {host_parameter_grad(problem, problem.alpha.tensor, per_channel, &ParamGrads<double>::alpha),
@@ -332,23 +347,17 @@ void level_forward(const Problem& problem, const Tensor& out) {
   with_scalar_type(problem.x.scalar_type(), [&](auto tag) { forward_loop<decltype(tag)>(problem, out); });
 }
 
-bool has_beta_zero(const Problem& problem) {
-  for (int64_t ch = 0; ch < problem.channels; ++ch) {
-    if (parameter_value(problem.beta, ch) == 0) return true;
-  }
-  return false;
-}
-
 void level_backward(const Problem& problem, const Tensor& grad_output, const Tensor& grad_input,
                     ParameterGradients* param_grads) {
+  const ChannelParameters params(problem);
   with_scalar_type(problem.x.scalar_type(), [&](auto tag) {
     using scalar_t = decltype(tag);
     if (param_grads == nullptr) {
-      backward_loop<scalar_t, false, false>(problem, grad_output, grad_input, param_grads);
-    } else if (has_beta_zero(problem)) {
-      backward_loop<scalar_t, true, true>(problem, grad_output, grad_input, param_grads);
+      backward_loop<scalar_t, false, false>(problem, params, grad_output, grad_input, param_grads);
+    } else if (params.has_beta_zero()) {
+      backward_loop<scalar_t, true, true>(problem, params, grad_output, grad_input, param_grads);
     } else {
-      backward_loop<scalar_t, true, false>(problem, grad_output, grad_input, param_grads);
+      backward_loop<scalar_t, true, false>(problem, params, grad_output, grad_input, param_grads);
     }
   });
 }

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -77,14 +78,52 @@ struct Vec {
     std::memcpy(&r, p, sizeof r);
     return r;
   }
-  // The first `count` lanes from p, the rest 0.
+  // The first `count` lanes from p, the rest 0. A masked access where the level
+  // has one: a channel run's last, partial vector comes once per run, and a
+  // variable-length memcpy through the stack costs several full vectors.
   SQISH_SIMD_INLINE static Vec load(const T* p, int64_t count) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      return (Raw)_mm512_maskz_loadu_ps(__mmask16((1u << count) - 1), p);
+    } else {
+      return (Raw)_mm512_maskz_loadu_pd(__mmask8((1u << count) - 1), p);
+    }
+#elif defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>) {
+      return (Raw)_mm256_maskload_ps(p, (__m256i)first_lane_bits(count));
+    } else {
+      return (Raw)_mm256_maskload_pd(p, (__m256i)first_lane_bits(count));
+    }
+#else
     T lanes[kSize] = {};
     std::memcpy(lanes, p, count * sizeof(T));
     return load(lanes);
+#endif
   }
   SQISH_SIMD_INLINE void store(T* p) const { std::memcpy(p, &raw, sizeof raw); }
-  SQISH_SIMD_INLINE void store(T* p, int64_t count) const { std::memcpy(p, &raw, count * sizeof(T)); }
+  SQISH_SIMD_INLINE void store(T* p, int64_t count) const {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      _mm512_mask_storeu_ps(p, __mmask16((1u << count) - 1), (__m512)raw);
+    } else {
+      _mm512_mask_storeu_pd(p, __mmask8((1u << count) - 1), (__m512d)raw);
+    }
+#elif defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>) {
+      _mm256_maskstore_ps(p, (__m256i)first_lane_bits(count), (__m256)raw);
+    } else {
+      _mm256_maskstore_pd(p, (__m256i)first_lane_bits(count), (__m256d)raw);
+    }
+#else
+    std::memcpy(p, &raw, count * sizeof(T));
+#endif
+  }
+  // All bits set in lanes [0, count).
+  SQISH_SIMD_INLINE static IntRaw first_lane_bits(int64_t count) {
+    IntRaw index;
+    for (int i = 0; i < kSize; ++i) index[i] = i;
+    return index < Int(count);
+  }
 
   T operator[](int i) const { return raw[i]; }
 
@@ -105,9 +144,7 @@ struct Mask {
 // Lanes [0, count) set.
 template <typename T>
 SQISH_SIMD_INLINE Mask<T> first_lanes(int64_t count) {
-  typename Vec<T>::IntRaw index;
-  for (int i = 0; i < Vec<T>::kSize; ++i) index[i] = i;
-  return {index < typename Vec<T>::Int(count)};
+  return {Vec<T>::first_lane_bits(count)};
 }
 
 template <typename T>
@@ -159,9 +196,15 @@ SQISH_SIMD_INLINE Vec<float> clamp(Vec<float> v, float low, float high) {
 }
 template <typename T>
 SQISH_SIMD_INLINE T horizontal_sum(Vec<T> v) {
-  T sum = 0;
-  for (int i = 0; i < Vec<T>::kSize; ++i) sum += v[i];
-  return sum;
+  // A tree (lane i plus lane i + width, halving the width), which compiles to a
+  // few shuffles and vector adds: a lane-by-lane sum is a chain of kSize dependent
+  // adds, and a channel run of a small feature map ends in three of them.
+  T lanes[Vec<T>::kSize];
+  std::memcpy(lanes, &v.raw, sizeof lanes);
+  for (int width = Vec<T>::kSize / 2; width > 0; width /= 2) {
+    for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
+  }
+  return lanes[0];
 }
 
 // e^v for float vectors, inline: an opaque library call would spill every live
@@ -232,9 +275,13 @@ struct HalfWidthStorage {
     return Derived::widen(bits);
   }
   SQISH_SIMD_INLINE static V load(const scalar_t* p, int64_t count) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    return Derived::widen((Bits)_mm256_maskz_loadu_epi16(__mmask16((1u << count) - 1), p));
+#else
     Bits bits = {};
     std::memcpy(&bits, p, count * sizeof(uint16_t));
     return Derived::widen(bits);
+#endif
   }
   SQISH_SIMD_INLINE static void store(scalar_t* p, V v) {
     const Bits bits = Derived::narrow(v);
@@ -242,7 +289,11 @@ struct HalfWidthStorage {
   }
   SQISH_SIMD_INLINE static void store(scalar_t* p, V v, int64_t count) {
     const Bits bits = Derived::narrow(v);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    _mm256_mask_storeu_epi16(p, __mmask16((1u << count) - 1), (__m256i)bits);
+#else
     std::memcpy(p, &bits, count * sizeof(uint16_t));
+#endif
   }
 };
 
