@@ -75,7 +75,9 @@ struct ChannelParameters {
     coeffs.reserve(problem.channels);
     for (int64_t ch = 0; ch < problem.channels; ++ch) coeffs.push_back(make_coeffs(alpha[ch], beta[ch], gamma[ch]));
   }
-  bool has_beta_zero() const { return std::find(beta.begin(), beta.end(), 0.0) != beta.end(); }
+  bool has_beta_zero() const {
+    return std::any_of(coeffs.begin(), coeffs.end(), [](const Coeffs<double>& p) { return is_beta_zero(p); });
+  }
 };
 
 // Every channel's coefficients, derived in float64 and rounded once to the compute

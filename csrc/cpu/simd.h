@@ -35,6 +35,11 @@ inline constexpr int kVectorBytes = 32;
 inline constexpr int kVectorBytes = 16;  // SSE2 on baseline x86-64, NEON on arm64
 #endif
 
+#if defined(__AVX512F__)
+// An AVX-512 mask register's value for lanes [0, count), count below the width.
+SQISH_SIMD_INLINE unsigned first_lanes_bitmask(int64_t count) { return (1u << count) - 1; }
+#endif
+
 // The raw vector types (a vector_size attribute cannot depend on a template
 // parameter), and for each lane type the integer type of its width.
 typedef float FloatRaw __attribute__((vector_size(kVectorBytes)));
@@ -79,16 +84,16 @@ struct Vec {
     return r;
   }
   // The first `count` lanes from p, the rest 0. A masked access where the level
-  // has one: a channel run's last, partial vector comes once per run, and a
-  // variable-length memcpy through the stack costs several full vectors.
+  // has one (AVX-512, AVX): a channel run's last, partial vector comes once per
+  // run, and a variable-length memcpy through the stack costs several full vectors.
   SQISH_SIMD_INLINE static Vec load(const T* p, int64_t count) {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
-      return (Raw)_mm512_maskz_loadu_ps(__mmask16((1u << count) - 1), p);
+      return (Raw)_mm512_maskz_loadu_ps(__mmask16(first_lanes_bitmask(count)), p);
     } else {
-      return (Raw)_mm512_maskz_loadu_pd(__mmask8((1u << count) - 1), p);
+      return (Raw)_mm512_maskz_loadu_pd(__mmask8(first_lanes_bitmask(count)), p);
     }
-#elif defined(__AVX2__)
+#elif defined(__AVX__)
     if constexpr (std::is_same_v<T, float>) {
       return (Raw)_mm256_maskload_ps(p, (__m256i)first_lane_bits(count));
     } else {
@@ -104,11 +109,11 @@ struct Vec {
   SQISH_SIMD_INLINE void store(T* p, int64_t count) const {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
-      _mm512_mask_storeu_ps(p, __mmask16((1u << count) - 1), (__m512)raw);
+      _mm512_mask_storeu_ps(p, __mmask16(first_lanes_bitmask(count)), (__m512)raw);
     } else {
-      _mm512_mask_storeu_pd(p, __mmask8((1u << count) - 1), (__m512d)raw);
+      _mm512_mask_storeu_pd(p, __mmask8(first_lanes_bitmask(count)), (__m512d)raw);
     }
-#elif defined(__AVX2__)
+#elif defined(__AVX__)
     if constexpr (std::is_same_v<T, float>) {
       _mm256_maskstore_ps(p, (__m256i)first_lane_bits(count), (__m256)raw);
     } else {
@@ -216,7 +221,6 @@ SQISH_SIMD_INLINE T horizontal_sum(Vec<T> v) {
 // keeps NaN.
 SQISH_SIMD_INLINE Vec<float> exp_of(Vec<float> v) {
   using V = Vec<float>;
-  using IntRaw = V::IntRaw;
   const V x = clamp(v, -104.0f, 89.0f);
   // Adding 1.5·2^23 rounds x·log2(e) to an integer held in the low mantissa bits.
   const V shifter(12582912.0f);
@@ -233,12 +237,14 @@ SQISH_SIMD_INLINE Vec<float> exp_of(Vec<float> v) {
   const V e_r = mul_add(p * r, r, r + V(1.0f));
 #if defined(__AVX512F__)
   return (V::Raw)_mm512_scalef_ps((__m512)e_r.raw, (__m512)n.raw);
-#endif
+#else
+  using IntRaw = V::IntRaw;
   const IntRaw n_int = (IntRaw)shifted.raw - (IntRaw)shifter.raw;
   const IntRaw half = n_int >> 1;
   const V scale_lo = (V::Raw)((half + 127) << 23);
   const V scale_hi = (V::Raw)((n_int - half + 127) << 23);
   return e_r * scale_lo * scale_hi;
+#endif
 }
 
 // float64 keeps the C library's exp per lane: it is the accuracy reference dtype.
@@ -276,7 +282,7 @@ struct HalfWidthStorage {
   }
   SQISH_SIMD_INLINE static V load(const scalar_t* p, int64_t count) {
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
-    return Derived::widen((Bits)_mm256_maskz_loadu_epi16(__mmask16((1u << count) - 1), p));
+    return Derived::widen((Bits)_mm256_maskz_loadu_epi16(__mmask16(first_lanes_bitmask(count)), p));
 #else
     Bits bits = {};
     std::memcpy(&bits, p, count * sizeof(uint16_t));
@@ -290,7 +296,7 @@ struct HalfWidthStorage {
   SQISH_SIMD_INLINE static void store(scalar_t* p, V v, int64_t count) {
     const Bits bits = Derived::narrow(v);
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
-    _mm256_mask_storeu_epi16(p, __mmask16((1u << count) - 1), (__m256i)bits);
+    _mm256_mask_storeu_epi16(p, __mmask16(first_lanes_bitmask(count)), (__m256i)bits);
 #else
     std::memcpy(p, &bits, count * sizeof(uint16_t));
 #endif
